@@ -1,0 +1,1 @@
+"""Command-line entry points (hydra apps). Each is a thin shell over a library function."""

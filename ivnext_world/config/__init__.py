@@ -1,0 +1,45 @@
+"""Configuration: typed schema, hydra registration and programmatic loading."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.config_store import ConfigStore
+
+from .schema import CollectConfig, DemoConfig, EnvConfig, PolicyConfig, PolicyKind, Task
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+_SCHEMAS = {"collect_schema": CollectConfig, "demo_schema": DemoConfig}
+
+
+def register_configs() -> None:
+    """Register the schema dataclasses so YAML files can name them in their ``defaults`` list."""
+    cs = ConfigStore.instance()
+    for name, node in _SCHEMAS.items():
+        cs.store(name=name, node=node)
+
+
+def load_config(name: str, overrides: Sequence[str] = ()):
+    """Compose ``configs/<name>.yaml`` with hydra-style ``key=value`` overrides, outside a hydra app.
+
+    Raises hydra/OmegaConf errors naming the offending key for unknown keys or wrong types.
+    """
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "CollectConfig",
+    "DemoConfig",
+    "EnvConfig",
+    "PolicyConfig",
+    "PolicyKind",
+    "Task",
+    "load_config",
+    "register_configs",
+]

@@ -1,0 +1,5 @@
+"""Pictures people look at: contact sheets, plots, videos and the HTML index of a run."""
+from .report import Report
+from .sheets import contact_sheet
+
+__all__ = ["Report", "contact_sheet"]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One-shot set-up for a fresh Debian machine: system packages for headless rendering, a virtual
+# environment in .venv, and the package with its test extras. Safe to re-run; a stamp file makes the
+# second run instant unless pyproject.toml or constraints.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+stamp="$VENV/.ivnext-installed"
+want="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+
+# Debian packages: EGL/OSMesa for MuJoCo offscreen rendering, Vulkan (lavapipe) for open3d's
+# offscreen renderer, ffmpeg for writing mp4 files. Only installed when missing, only as root.
+apt_pkgs=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 mesa-vulkan-drivers libgomp1 ffmpeg)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "[setup] apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "[setup] WARNING: missing Debian packages (${missing[*]}); run as root or install them yourself" >&2
+  fi
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "[setup] creating virtual environment $VENV"
+  "$PY" -m venv "$VENV"
+fi
+echo "[setup] pip install (torch is served from local disk on these machines; ~2-4 min the first time)"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+echo "$want" > "$stamp"
+echo "[setup] done"

@@ -7,7 +7,7 @@ from typing import Callable, TypeVar
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import CONFIG_DIR, register_configs
+from ..config import CONFIG_DIR, register_configs, validate
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[T], object]], Callable[[]
     def wrap(fn: Callable[[T], object]) -> Callable[[], None]:
         @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
         def _main(cfg: DictConfig) -> None:
-            fn(OmegaConf.to_object(cfg))
+            fn(OmegaConf.to_object(validate(cfg, config_name)))
 
         @functools.wraps(fn)
         def entry() -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from .schema import CollectConfig, DemoConfig, EnvConfig, PolicyConfig, PolicyKind, Task
 
@@ -29,7 +30,22 @@ def load_config(name: str, overrides: Sequence[str] = ()):
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+        cfg = compose(config_name=name, overrides=list(overrides))
+    return validate(cfg, name)
+
+
+def validate(cfg: DictConfig, name: str) -> DictConfig:
+    """Re-merge a composed config onto its schema in struct mode.
+
+    hydra lets ``+key=value`` add keys even to structured configs; merging onto the schema rejects
+    them (and any type error) with the full key named. Hydra's own ``hydra`` node is not ours.
+    """
+    schema = OmegaConf.structured(_SCHEMAS[f"{name}_schema"])
+    OmegaConf.set_struct(schema, True)
+    # A plain container drops the composed nodes' schema types, which would let the added keys pass.
+    user = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    user.pop("hydra", None)
+    return OmegaConf.merge(schema, user)
 
 
 __all__ = [
@@ -42,4 +58,5 @@ __all__ = [
     "Task",
     "load_config",
     "register_configs",
+    "validate",
 ]

@@ -11,7 +11,13 @@ from enum import Enum
 from typing import Optional
 
 
-class Task(str, Enum):
+class _StrEnum(str, Enum):
+    # str() gives the bare value, so "${env.task}" interpolates to "push", not "Task.push".
+    def __str__(self) -> str:
+        return self.value
+
+
+class Task(_StrEnum):
     """Built-in simulation tasks (gymnasium ids live in ``envs.TASKS``)."""
 
     reach = "reach"  # ivnext/Reach-v0: move the end effector to a goal marker
@@ -20,7 +26,7 @@ class Task(str, Enum):
     pusher = "pusher"  # gymnasium Pusher-v5 with our observation dictionary
 
 
-class PolicyKind(str, Enum):
+class PolicyKind(_StrEnum):
     expert = "expert"  # scripted expert using privileged simulator state
     random = "random"  # uniform over the action box
 

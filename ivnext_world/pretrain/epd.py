@@ -1,0 +1,122 @@
+"""The Encoder-Predictor-Decoder model trained by both pretraining stages.
+
+``EPDConfig`` holds every constructor argument, is stored in each checkpoint, and is all that is
+needed to rebuild the model (``build_epd``). One container serves both stages: Stage 1 uses the
+decoder and the alignment heads, Stage 2 replaces them with the latent-prediction head; parts a
+stage does not use are simply not built, so checkpoints only carry trained tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import timm
+import torch
+from torch import nn
+
+from ..models import AlignmentHead, DiffusionDecoder, LatentPredictionHead, LinearPixelDecoder, Predictor, VideoViT
+
+
+@dataclass
+class EPDConfig:
+    encoder: str = "ivnext_vit_tiny_patch14_224"  # a timm-registered preset (see ivnext_world.models.vit.PRESETS)
+    img_size: int = 112
+    num_frames: int = 8
+    patch_size: int = 14
+    tubelet_size: int = 1
+    drop_path: float = 0.0  # paper: 0.1 (Base), 0.2 (Large)
+    encoder_kwargs: dict = field(default_factory=dict)  # any other VideoViT argument, e.g. embed_dim
+    predictor_dim: int = 192  # paper: 1024 (ModernBERT-large width)
+    predictor_depth: int = 2  # paper: 5
+    predictor_heads: int = 3
+    decoder: str = "diffusion"  # "diffusion" | "linear" (ablation) | "none" (alignment only / Stage 2)
+    decoder_width: int = 256  # paper's best: 1536
+    decoder_depth: int = 3  # paper's best: 6
+    align_layers: int = 6  # student blocks aligned to teacher hidden states (clamped to encoder depth)
+    teacher_dim: Optional[int] = None  # width of the image teacher; None: no alignment heads (Stage 2)
+    latent_head: bool = False  # Stage 2: predictor -> teacher-encoder latents
+    grad_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.decoder not in ("diffusion", "linear", "none"):
+            raise ValueError(f"EPDConfig.decoder must be 'diffusion', 'linear' or 'none', got {self.decoder!r}")
+
+
+class EPDModel(nn.Module):
+    def __init__(self, cfg: EPDConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder: VideoViT = timm.create_model(
+            cfg.encoder, pretrained=False, img_size=cfg.img_size, num_frames=cfg.num_frames,
+            patch_size=cfg.patch_size, tubelet_size=cfg.tubelet_size, drop_path_rate=cfg.drop_path,
+            grad_checkpointing=cfg.grad_checkpointing, **cfg.encoder_kwargs,
+        )
+        enc = self.encoder
+        grid = enc.token_grid((cfg.num_frames, cfg.img_size, cfg.img_size))
+        self.predictor = Predictor(
+            enc_dim=enc.embed_dim, embed_dim=cfg.predictor_dim, depth=cfg.predictor_depth,
+            num_heads=cfg.predictor_heads, grid_size=grid, num_cls_tokens=enc.num_prefix_tokens,
+            grad_checkpointing=cfg.grad_checkpointing,
+        )
+        patch_dim = 3 * cfg.tubelet_size * cfg.patch_size**2
+        self.decoder: nn.Module | None = None
+        if cfg.decoder == "diffusion":
+            self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth)
+        elif cfg.decoder == "linear":
+            self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim)
+        self.align_heads: nn.ModuleList | None = None
+        self.final_align_head: nn.Module | None = None
+        if cfg.teacher_dim:
+            self.align_heads = nn.ModuleList(
+                AlignmentHead(enc.embed_dim, cfg.teacher_dim) for _ in range(self.num_align_layers)
+            )
+            self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
+        self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
+
+    @property
+    def num_align_layers(self) -> int:
+        return min(self.cfg.align_layers, self.encoder.depth)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+
+def build_epd(cfg: EPDConfig | dict) -> EPDModel:
+    """Rebuild a model from an ``EPDConfig`` or the dict stored in a checkpoint."""
+    if isinstance(cfg, dict):
+        unknown = set(cfg) - set(EPDConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown EPDConfig keys {sorted(unknown)}: checkpoint from another model or version?")
+        cfg = EPDConfig(**cfg)
+    return EPDModel(cfg)
+
+
+class FrozenEncoder(nn.Module):
+    """A frozen deep copy of an encoder: eval mode forever, no gradients (Stage 2's teacher).
+
+    The official code never put its Stage-2 teacher in eval mode; overriding ``train`` here makes
+    that impossible, even when a parent module calls ``.train()``.
+    """
+
+    def __init__(self, encoder: VideoViT):
+        super().__init__()
+        import copy
+
+        self.encoder = copy.deepcopy(encoder).requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "FrozenEncoder":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Final-block patch tokens of the full clip, cls removed, L2-normalised: ``(B, N, D)``."""
+        tokens = self.encoder.forward_features(video)
+        return nn.functional.normalize(tokens[:, self.encoder.num_prefix_tokens:].float(), dim=-1)
+
+
+def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``2 - 2 cos`` averaged over all vectors; both inputs ``(..., D)``, ``pred`` already unit-norm."""
+    target = nn.functional.normalize(target.float(), dim=-1)
+    pred = nn.functional.normalize(pred.float(), dim=-1)
+    return (2 - 2 * (pred * target).sum(-1)).mean()

@@ -1,0 +1,102 @@
+"""Stage 1 of InternVideo-Next: diffusion decoder + semantic prior (arXiv 2512.01342, Sec. 3.2).
+
+Loss = w_middle * middle alignment + w_final * final alignment + w_recon * pixel reconstruction:
+
+- middle alignment: the student's last ``align_layers`` blocks (visible tokens) through one MLP
+  head each vs. the frozen image teacher's hidden states at as many layers, ``2 - 2 cos``;
+- final alignment: the student's attention-pooled output per frame vs. the teacher's pooled output
+  for that frame, ``2 - 2 cos``;
+- reconstruction: the conditional diffusion decoder's epsilon loss on the masked tokens' raw
+  (ImageNet-normalised) patch pixels, or the linear decoder's pixel MSE (ablation).
+
+The mask is guided by the teacher's pooling attention (salient tokens stay visible); without a
+teacher (reconstruction-only ablation) it is a random tube mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..masking import attention_guided_mask, gather_tokens, random_tube_mask, visible_indices
+from ..models import ImageTeacher, patchify
+from .epd import EPDModel, cosine_loss
+
+
+@dataclass
+class Stage1Loss:
+    mask_ratio: float = 0.75  # official code (the paper text says 0.8)
+    w_middle: float = 1.0
+    w_final: float = 1.0
+    w_recon: float = 1.0
+
+
+class Stage1Objective:
+    """``objective(model, batch, generator) -> (loss, metrics)`` for :class:`~ivnext_world.train.Trainer`.
+
+    ``batch["video"]``: ``(B, C, T, H, W)`` ImageNet-normalised clips.
+    """
+
+    def __init__(self, cfg: Stage1Loss, teacher: ImageTeacher | None):
+        self.cfg = cfg
+        self.teacher = teacher
+        if teacher is None and (cfg.w_middle or cfg.w_final):
+            raise ValueError("alignment losses need an image teacher; set w_middle=w_final=0 for reconstruction only")
+
+    def __call__(self, model: EPDModel, batch, generator: torch.Generator):
+        model = getattr(model, "module", model)  # DDP
+        cfg, enc = self.cfg, model.encoder
+        video = batch["video"]
+        b = video.shape[0]
+        grid = enc.token_grid(video.shape[2:])  # (T', H', W')
+        t_, h_, w_ = grid
+        tub = enc.tubelet_size
+
+        tout = None
+        if self.teacher is not None:
+            self.teacher.to(video.device)
+            tout = self.teacher(video, out_grid=(h_, w_))  # per frame: rows b * T + t
+            attn = _per_token_time(tout.attn, b, t_, tub)  # (B, T', H'W')
+            mask = attention_guided_mask(attn, cfg.mask_ratio, generator=generator)
+        else:
+            mask = random_tube_mask(b, grid, cfg.mask_ratio, generator=generator, device=video.device)
+
+        metrics: dict[str, torch.Tensor] = {}
+        loss = video.new_zeros(())
+        n_align = model.num_align_layers if (tout is not None and cfg.w_middle) else 0
+        final, inter = enc.forward_intermediates(video, mask, indices=max(n_align, 1))
+        vis = visible_indices(mask)  # (B, N_vis)
+
+        if n_align:
+            middle = video.new_zeros(())
+            for head, student, target in zip(model.align_heads, inter[-n_align:], tout.hidden[-n_align:]):
+                target = _per_token_time(target, b, t_, tub).reshape(b, t_ * h_ * w_, -1)  # (B, N, Dt)
+                middle = middle + cosine_loss(head(student), gather_tokens(target, vis))
+            metrics["loss_middle"] = middle / n_align
+            loss = loss + cfg.w_middle * metrics["loss_middle"]
+
+        if tout is not None and cfg.w_final:
+            # Attention-guided masks keep the same number of visible tokens in every frame, so the
+            # visible tokens reshape into frames and each frame is pooled on its own.
+            patches = final[:, enc.num_prefix_tokens:]  # (B, N_vis, D)
+            per_frame = patches.reshape(b * t_, -1, patches.shape[-1])  # (B*T', n_f, D)
+            pooled = model.final_align_head(enc.forward_head(per_frame))  # (B*T', Dt)
+            target = _per_token_time(tout.pooled, b, t_, tub).reshape(b * t_, -1)
+            metrics["loss_final"] = cosine_loss(pooled, target)
+            loss = loss + cfg.w_final * metrics["loss_final"]
+
+        if model.decoder is not None and cfg.w_recon:
+            pred = model.predictor(final, mask, grid).patches  # (B, N, D_pred)
+            pixels = patchify(video, enc.patch_size, tub)  # (B, N, P), no per-patch normalisation
+            metrics["loss_recon"] = model.decoder.loss(pred, pixels.to(pred.dtype), mask, generator=generator)
+            loss = loss + cfg.w_recon * metrics["loss_recon"]
+
+        if not metrics:
+            raise ValueError("Stage 1 has nothing to optimise: every loss weight is 0 or its module is missing")
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+
+def _per_token_time(x: torch.Tensor, b: int, t_tokens: int, tubelet: int) -> torch.Tensor:
+    """Per-frame teacher outputs ``(B*T, ...)`` -> per token-time ``(B, T', ...)`` (tubelet mean)."""
+    x = x.reshape(b, t_tokens, tubelet, *x.shape[1:])
+    return x.mean(2) if tubelet > 1 else x.squeeze(2)

@@ -1,0 +1,55 @@
+"""Stage 2 of InternVideo-Next: predict a frozen Stage-1 teacher's latents (arXiv 2512.01342, Sec. 3.3).
+
+Student = the Stage-1 encoder + predictor (decoder and alignment heads dropped) + a new latent head
+(Linear, LayerNorm, L2-normalise). Teacher = a frozen copy of the Stage-1 encoder in eval mode,
+no EMA. Targets: the teacher's final-block tokens on the full clip, cls removed, L2-normalised,
+at the masked positions. Two V-JEPA multi-block views per clip, losses summed.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..masking import gather_tokens, masked_indices, stage2_mask_views
+from ..train.checkpoint import load_weights
+from .epd import EPDModel, FrozenEncoder, build_epd, cosine_loss
+
+
+class Stage2Objective:
+    """``objective(model, batch, generator) -> (loss, metrics)``; ``batch["video"]`` is ``(B, C, T, H, W)``."""
+
+    def __init__(self, teacher: FrozenEncoder):
+        self.teacher = teacher
+
+    def __call__(self, model: EPDModel, batch, generator: torch.Generator):
+        model = getattr(model, "module", model)
+        video = batch["video"]
+        b = video.shape[0]
+        grid = model.encoder.token_grid(video.shape[2:])
+        self.teacher.to(video.device)
+        target = self.teacher(video)  # (B, N, D), unit norm
+        metrics, loss = {}, video.new_zeros(())
+        for i, mask in enumerate(stage2_mask_views(b, grid, generator=generator, device=video.device), 1):
+            tokens = model.encoder.forward_features(video, mask)
+            pred = model.predictor(tokens, mask, grid).patches  # (B, N, D_pred)
+            idx = masked_indices(mask)
+            view = cosine_loss(model.latent_head(gather_tokens(pred, idx)), gather_tokens(target, idx))
+            metrics[f"loss_view{i}"] = view.detach()
+            loss = loss + view
+        return loss, metrics
+
+
+def stage2_from_stage1(stage1_weights: str, stage1_cfg: dict) -> tuple[EPDModel, FrozenEncoder]:
+    """Build the Stage-2 student from a Stage-1 checkpoint, and its frozen teacher.
+
+    The student keeps the Stage-1 encoder and predictor weights; the decoder and alignment heads
+    are dropped and a fresh latent head is added.
+    """
+    stage1 = build_epd(stage1_cfg)
+    load_weights(stage1, stage1_weights)
+    cfg2 = replace(stage1.cfg, decoder="none", teacher_dim=None, latent_head=True)
+    student = build_epd(cfg2)
+    student.encoder.load_state_dict(stage1.encoder.state_dict())
+    student.predictor.load_state_dict(stage1.predictor.state_dict())
+    return student, FrozenEncoder(stage1.encoder)

@@ -27,7 +27,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[T], object]], Callable[[]
 
         @functools.wraps(fn)
         def entry() -> None:
-            register_configs()
+            register_configs(config_name)
             _main()
 
         return entry

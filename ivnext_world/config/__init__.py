@@ -1,6 +1,7 @@
 """Configuration: typed schema, hydra registration and programmatic loading."""
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Sequence
 
@@ -11,14 +12,26 @@ from .schema import CollectConfig, DemoConfig, EnvConfig, PolicyConfig, PolicyKi
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
-_SCHEMAS = {"collect_schema": CollectConfig, "demo_schema": DemoConfig}
+# Schema of each top-level config, imported on use so that e.g. collection never imports torch.
+_SCHEMAS = {
+    "collect": "ivnext_world.config.schema:CollectConfig",
+    "demo": "ivnext_world.config.schema:DemoConfig",
+    "pretrain": "ivnext_world.pretrain.run:PretrainConfig",
+}
 
 
-def register_configs() -> None:
-    """Register the schema dataclasses so YAML files can name them in their ``defaults`` list."""
+def schema_of(name: str) -> type:
+    if name not in _SCHEMAS:
+        raise KeyError(f"no config schema named {name!r}; known: {sorted(_SCHEMAS)}")
+    module, cls = _SCHEMAS[name].split(":")
+    return getattr(import_module(module), cls)
+
+
+def register_configs(*names: str) -> None:
+    """Register schema dataclasses as ``<name>_schema`` for the ``defaults`` lists of the YAML files."""
     cs = ConfigStore.instance()
-    for name, node in _SCHEMAS.items():
-        cs.store(name=name, node=node)
+    for name in names or tuple(_SCHEMAS):
+        cs.store(name=f"{name}_schema", node=schema_of(name))
 
 
 def load_config(name: str, overrides: Sequence[str] = ()):
@@ -28,7 +41,7 @@ def load_config(name: str, overrides: Sequence[str] = ()):
     """
     from hydra import compose, initialize_config_dir
 
-    register_configs()
+    register_configs(name)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=name, overrides=list(overrides))
     return validate(cfg, name)
@@ -40,7 +53,7 @@ def validate(cfg: DictConfig, name: str) -> DictConfig:
     hydra lets ``+key=value`` add keys even to structured configs; merging onto the schema rejects
     them (and any type error) with the full key named. Hydra's own ``hydra`` node is not ours.
     """
-    schema = OmegaConf.structured(_SCHEMAS[f"{name}_schema"])
+    schema = OmegaConf.structured(schema_of(name))
     OmegaConf.set_struct(schema, True)
     # A plain container drops the composed nodes' schema types, which would let the added keys pass.
     user = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)

@@ -68,6 +68,11 @@ class Stage1Objective:
         vis = visible_indices(mask)  # (B, N_vis)
 
         if n_align:
+            if len(tout.hidden) < n_align:
+                raise ValueError(
+                    f"middle alignment aligns {n_align} student blocks but the teacher gives {len(tout.hidden)} "
+                    "hidden states: set teacher.num_layers or model.align_layers so they match"
+                )
             middle = video.new_zeros(())
             for head, student, target in zip(model.align_heads, inter[-n_align:], tout.hidden[-n_align:]):
                 target = _per_token_time(target, b, t_, tub).reshape(b, t_ * h_ * w_, -1)  # (B, N, Dt)

@@ -8,14 +8,14 @@ from typing import Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import CollectConfig, DemoConfig, EnvConfig, PolicyConfig, PolicyKind, Task
+from .schema import CollectConfig, EnvConfig, PolicyConfig, PolicyKind, Task
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 # Schema of each top-level config, imported on use so that e.g. collection never imports torch.
 _SCHEMAS = {
     "collect": "ivnext_world.config.schema:CollectConfig",
-    "demo": "ivnext_world.config.schema:DemoConfig",
+    "demo": "ivnext_world.pipeline:DemoConfig",
     "pretrain": "ivnext_world.pretrain.run:PretrainConfig",
 }
 
@@ -64,7 +64,6 @@ def validate(cfg: DictConfig, name: str) -> DictConfig:
 __all__ = [
     "CONFIG_DIR",
     "CollectConfig",
-    "DemoConfig",
     "EnvConfig",
     "PolicyConfig",
     "PolicyKind",

@@ -55,17 +55,3 @@ class CollectConfig:
     seed: int = 0  # episode i is reset with seed + i, so any episode can be regenerated alone
     out: str = "outputs/data/${env.task}"
     overwrite: bool = False  # False: finished episodes already in `out` are kept and skipped
-
-
-@dataclass
-class DemoConfig:
-    """The README's main job: collect simulated robot video, then write an inspectable report."""
-
-    collect: CollectConfig = field(
-        default_factory=lambda: CollectConfig(
-            policy=PolicyConfig(kind=PolicyKind.expert, noise_std=0.1), episodes=8, out="${out}/data"
-        )
-    )
-    out: str = "outputs/demo"
-    sheet_episodes: int = 4  # episodes shown in the contact sheet
-    sheet_frames: int = 8  # frames per episode, evenly spaced

@@ -22,3 +22,4 @@ test-fast: setup     ## skip tests marked slow
 bench: setup         ## benchmarks: print numbers, assert nothing
 	$(PY) bench/bench_envs.py
 	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_pretrain.py

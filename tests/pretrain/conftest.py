@@ -1,4 +1,3 @@
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -6,8 +5,6 @@ import pytest
 
 from ivnext_world.data.video_io import encode_mp4
 
-# A random-weight teacher logs a loud banner on purpose; tests do not need to see it.
-logging.getLogger("ivnext_world.models.teacher").setLevel(logging.ERROR)
 
 @pytest.fixture(scope="session")
 def video_manifest(tmp_path_factory) -> Path:

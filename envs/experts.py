@@ -1,0 +1,64 @@
+"""Policies that generate demonstrations and exploration data: a noisy scripted expert and a
+uniform random policy. Both are callables ``policy(obs) -> action`` (float32, inside the env's
+action space) and draw all randomness from their own ``numpy.random.Generator``, so a dataset is
+reproducible from (env seed, policy seed)."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+__all__ = ["ExpertPolicy", "RandomPolicy"]
+
+
+def _box(env: gymnasium.Env) -> gymnasium.spaces.Box:
+    space = env.action_space
+    if not isinstance(space, gymnasium.spaces.Box):
+        raise TypeError(f"expected a Box action space, got {space}")
+    return space
+
+
+class ExpertPolicy:
+    """The env's scripted expert plus Gaussian action noise.
+
+    Args:
+        env: an env (wrapped or not) whose ``unwrapped`` has ``expert_action()``, i.e.
+            ``ivnext/Reach-v0`` and ``ivnext/Push-v0``. The expert reads privileged simulator
+            state, so ``obs`` passed to the call is ignored.
+        noise_std: standard deviation of the added noise, in action units (1 = full scale).
+        rng: a ``numpy.random.Generator`` or a seed for one.
+    """
+
+    def __init__(self, env: gymnasium.Env, noise_std: float = 0.0,
+                 rng: np.random.Generator | int | None = None):
+        if not hasattr(env.unwrapped, "expert_action"):
+            raise TypeError(f"{type(env.unwrapped).__name__} has no scripted expert (expert_action)")
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.env, self.noise_std = env, float(noise_std)
+        self.space = _box(env)
+        self.rng = np.random.default_rng(rng)
+
+    def __call__(self, obs=None) -> np.ndarray:
+        action = np.asarray(self.env.unwrapped.expert_action(), dtype=np.float64)
+        if self.noise_std > 0:
+            action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
+        return np.clip(action, self.space.low, self.space.high).astype(np.float32)
+
+
+class RandomPolicy:
+    """Uniformly random actions in the env's (bounded) Box action space.
+
+    Args:
+        env: any env with a bounded Box action space.
+        rng: a ``numpy.random.Generator`` or a seed for one (independent of ``env``'s own RNG).
+    """
+
+    def __init__(self, env: gymnasium.Env, rng: np.random.Generator | int | None = None):
+        self.space = _box(env)
+        if not self.space.is_bounded():
+            raise ValueError(f"RandomPolicy needs a bounded action space, got {self.space}")
+        self.rng = np.random.default_rng(rng)
+
+    def __call__(self, obs=None) -> np.ndarray:
+        return self.rng.uniform(self.space.low, self.space.high).astype(np.float32)

@@ -1,4 +1,4 @@
 """Glue between the simulated environments in ``envs/`` and the rest of the toolkit."""
-from .collect import CollectSummary, EpisodeRecord, collect, make_env, make_policy, record_episode
+from .collection import CollectSummary, EpisodeRecord, collect, make_env, make_policy, record_episode
 
 __all__ = ["CollectSummary", "EpisodeRecord", "collect", "make_env", "make_policy", "record_episode"]

@@ -170,7 +170,7 @@ class CollectSummary:
     episodes: int
     written: int
     skipped: int
-    success_rate: float | None  # over the episodes written in this run (None if none were)
+    success_rate: float | None  # fraction of the requested episodes solved at some step
     frames: int
 
     def save(self, path: Path) -> None:
@@ -211,7 +211,11 @@ def collect(cfg: CollectConfig) -> CollectSummary:
     bar.close()
 
     writer.finalize()
-    solved = [ok for _, ok, _ in results]
+    # Success over every requested episode, including those kept from an earlier run.
+    from ..data.lerobot import LeRobotDataset
+
+    ds = LeRobotDataset(out)
+    solved = [bool(ds.episode_table(i)["next.success"].any()) for i in range(cfg.episodes) if i in set(ds.episode_indices)]
     summary = CollectSummary(
         out=str(out),
         task=Task(cfg.env.task).value,

@@ -17,6 +17,7 @@ _SCHEMAS = {
     "collect": "ivnext_world.config.schema:CollectConfig",
     "demo": "ivnext_world.pipeline:DemoConfig",
     "pretrain": "ivnext_world.pretrain.run:PretrainConfig",
+    "world_model": "ivnext_world.world_model.train:WorldModelTrainConfig",
 }
 
 

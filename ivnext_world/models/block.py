@@ -49,17 +49,34 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_kv: bool = False,
+    ):
+        """Attend from ``x (B, L, D)``; returns ``(B, L, D)``, or ``(out, (k, v))`` with ``return_kv``.
+
+        ``kv_cache``: keys and values ``(B, heads, L_past, hd)`` of earlier tokens (as returned
+        before); the queries of ``x`` attend to them and to ``x`` itself (``attn_mask`` then indexes
+        ``(L, L_past + L)``). The returned ``(k, v)`` cover past and new tokens. Keys are cached
+        after the q/k norm, which is per token, so a cached step equals recomputing the sequence.
+        """
         b, n, d = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, L, D)
         q, k = self.q_norm(q), self.k_norm(k)
-        x = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(k), self._heads(v),
+        k, v = self._heads(k), self._heads(v)  # (B, H, L, hd)
+        if kv_cache is not None:
+            k = torch.cat([kv_cache[0], k], dim=2)  # (B, H, L_past + L, hd)
+            v = torch.cat([kv_cache[1], v], dim=2)
+        out = F.scaled_dot_product_attention(
+            self._heads(q), k, v,
             attn_mask=attn_mask,
             dropout_p=self.attn_drop if self.training else 0.0,
         )  # (B, H, L, hd)
-        x = x.transpose(1, 2).reshape(b, n, d)
-        return self.proj_drop(self.proj(x))
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
+        return (out, (k, v)) if return_kv else out
 
 
 class Block(nn.Module):
@@ -91,9 +108,20 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values=init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask)))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        return_kv: bool = False,
+    ):
+        """``(B, L, D)`` -> ``(B, L, D)``; with ``return_kv`` also this block's keys/values
+        (past + new, see :meth:`Attention.forward`) for the next cached step."""
+        a = self.attn(self.norm1(x), attn_mask=attn_mask, kv_cache=kv_cache, return_kv=return_kv)
+        a, kv = a if return_kv else (a, None)
+        x = x + self.drop_path1(self.ls1(a))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return (x, kv) if return_kv else x
 
 
 def init_transformer_weights(module: nn.Module) -> None:

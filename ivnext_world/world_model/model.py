@@ -1,0 +1,223 @@
+"""``WorldModel``: the public latent world model (encode, predict, rollout, decode).
+
+Built from two checkpoints: the pretrained Encoder-Predictor-Decoder (a Stage-1 run by default: its
+diffusion decoder was trained on this very encoder's outputs, so imagined latents can be turned
+back into pixels) and the action-conditioned predictor trained on top of the frozen encoder by
+:func:`~ivnext_world.world_model.train.train_world_model`, whose checkpoint stores the encoder
+checkpoint's path, the predictor's arguments and the action/proprio normalisation statistics.
+
+Example::
+
+    wm = WorldModel.load("outputs/world_model")              # the world-model run folder
+    z = wm.encode(frames)                                    # (B, T, 3, H, W) uint8 -> (B, T, n, D)
+    z_next = wm.predict(z, actions[:, 0])                    # raw actions (B, A) -> (B, n, D)
+    imagined = wm.rollout(z[:1], candidate_actions)          # (1, Tc, n, D), (K, H, A) -> (K, H, n, D)
+    pixels = wm.decode(imagined[:4])                         # -> (4, H, 3, img, img) in [0, 1]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_video_transform
+from ..models import unpatchify
+from ..pretrain.epd import EPDModel
+from ..pretrain.run import load_epd, resolve_checkpoint
+from ..train.checkpoint import load_weights
+from .latents import NormStats, encode_video, tokens_per_frame
+from .predictor import ACPredictorConfig, ActionConditionedPredictor
+
+__all__ = ["WorldModel"]
+
+
+class WorldModel(nn.Module):
+    """Frozen encoder (+ Stage-1 predictor and decoder for pixels) + action-conditioned predictor.
+
+    Latents are per token-frame: ``(B, T', n, D)`` with ``n = num_cls + patch tokens`` (see
+    :mod:`~ivnext_world.world_model.latents`). Actions and proprio are passed raw (environment
+    units) and normalised here with the statistics of the training data.
+
+    Args:
+        epd: the pretrained model whose encoder produced the training targets.
+        predictor: the trained :class:`ActionConditionedPredictor`, or None (encode/decode only).
+        stats: action/proprio statistics (None for an action-free predictor).
+        pool: spatial pooling of the patch tokens used when training (1 = none; needed to decode).
+    """
+
+    def __init__(
+        self,
+        epd: EPDModel,
+        predictor: ActionConditionedPredictor | None = None,
+        stats: NormStats | None = None,
+        pool: int = 1,
+    ):
+        super().__init__()
+        self.encoder = epd.encoder.requires_grad_(False)
+        self.stage1_predictor = epd.predictor.requires_grad_(False)
+        self.decoder = epd.decoder.requires_grad_(False) if epd.decoder is not None else None
+        self.predictor = predictor
+        self.stats = stats
+        self.pool = pool
+        self.img_size = epd.cfg.img_size
+        self.epd_cfg = epd.cfg
+        self.tokens_per_frame = tokens_per_frame(self.encoder, self.img_size, pool)
+        self._transform = build_video_transform(False, self.img_size, crop_pct=1.0, flip=False)
+        self.eval()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "WorldModel":
+        """One call: a world-model run/checkpoint folder, or a pretraining one (encode/decode only)."""
+        ckpt = resolve_checkpoint(path)
+        extra = json.loads((ckpt / "state.json").read_text())["extra"]
+        if "world_model" in extra:
+            wm = extra["world_model"]
+            epd, _ = load_epd(wm["encoder_checkpoint"])
+            predictor = ActionConditionedPredictor(ACPredictorConfig(**wm["predictor"]))
+            load_weights(predictor, ckpt / "model.safetensors")
+            stats = NormStats(**wm["norm_stats"]) if wm.get("norm_stats") else None
+            model = cls(epd, predictor, stats, pool=wm["pool"])
+        elif "model" in extra:
+            epd, _ = load_epd(ckpt)
+            model = cls(epd)
+        else:
+            raise ValueError(f"{ckpt} is neither a world-model nor a pretraining checkpoint")
+        return model.to(device).eval()
+
+    def train(self, mode: bool = True) -> "WorldModel":
+        return super().train(False)  # inference API: frozen, eval mode forever
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Leading cls tokens of each frame's ``n`` latent tokens (the rest are patch tokens)."""
+        return self.encoder.num_prefix_tokens
+
+    @property
+    def action_conditioned(self) -> bool:
+        return self.predictor is not None and self.predictor.action_conditioned
+
+    # ------------------------------------------------------------------ API
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``(B, T, 3, H, W)`` uint8 or float in [0, 1] -> latents ``(B, T', n, D)``.
+
+        Frames are resized (short side) and centre-cropped to the encoder's size and
+        ImageNet-normalised, exactly as the training windows were.
+        """
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
+        b, t = frames.shape[:2]
+        x = self._transform(frames.to(self.device).flatten(0, 1))  # (B*T, 3, S, S) normalised
+        x = x.unflatten(0, (b, t))
+        return encode_video(self.encoder, x, self.pool).float()
+
+    @torch.no_grad()
+    def predict(self, context_latents: torch.Tensor, actions: torch.Tensor | None = None,
+                proprio: torch.Tensor | None = None, context_actions: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: latents ``(B, Tc, n, D)`` and the raw action ``(B, A)`` taken at the last context
+        frame -> the next frame's latents ``(B, n, D)``. ``proprio``: raw ``(B, Tc, S)`` or None."""
+        if actions is not None and actions.dim() == 2:
+            actions = actions.unsqueeze(1)  # (B, 1, A)
+        return self.rollout(context_latents, actions, horizon=1, proprio=proprio,
+                            context_actions=context_actions)[:, 0]
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        context: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        horizon: int | None = None,
+        proprio: torch.Tensor | None = None,
+        context_actions: torch.Tensor | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Imagine ``horizon`` frames: context latents ``(Bc, Tc, n, D)`` (``Bc`` = B or 1, shared),
+        raw actions ``(B, H, A)`` (``actions[:, 0]`` taken at the last context frame) ->
+        ``(B, horizon, n, D)``. Many candidate action sequences = one batch. Keys/values of past
+        frames are cached; ``use_cache=False`` recomputes the history each step (reference).
+
+        ``proprio`` (raw, ``(Bc or B, Tc, S)``): imagined frames hold the last one; None = the
+        training mean. ``context_actions`` (raw, ``(Bc or B, Tc-1, A)``): actions taken at the earlier
+        context frames; None = the training mean. An action-free model takes ``actions=None`` and
+        a ``horizon``. See :meth:`ActionConditionedPredictor.rollout`.
+        """
+        pred = self._require_predictor()
+        if context.dim() != 4 or context.shape[2] != self.tokens_per_frame:
+            raise ValueError(
+                f"context must be latents (B, Tc, {self.tokens_per_frame}, D) from encode(), got {tuple(context.shape)}"
+            )
+        dev = self.device
+        if actions is not None:
+            if not pred.action_conditioned:
+                raise ValueError(
+                    "this world model has no action head (action-free predictor): it cannot run an "
+                    "action-conditioned rollout; pass actions=None with a horizon, or load an action-conditioned checkpoint"
+                )
+            if actions.dim() != 3:
+                raise ValueError(f"actions must be (B, H, A), got {tuple(actions.shape)}")
+            actions = self.stats.normalize_actions(actions.to(dev))
+            if context_actions is not None:
+                context_actions = self.stats.normalize_actions(context_actions.to(dev))
+        elif pred.action_conditioned:
+            raise ValueError("this world model is action-conditioned: rollout needs actions (B, H, A)")
+        if proprio is not None and pred.proprio_embed is not None:
+            proprio = self.stats.normalize_proprio(proprio.to(dev))
+        elif pred.proprio_embed is None:
+            proprio = None
+        return pred.rollout(context.to(dev).float(), actions, proprio, context_actions,
+                            horizon=horizon, use_cache=use_cache)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        latents: torch.Tensor,
+        num_steps: int = 10,
+        scheduler: Literal["ddim", "dpmsolver"] = "ddim",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Latents ``(B, T', n, D)`` -> frames ``(B, T' * tubelet, 3, S, S)`` float in [0, 1].
+
+        Each token-frame goes through the Stage-1 predictor unmasked and its outputs condition the
+        Stage-1 diffusion decoder, sampled with a few-step diffusers sampler; the patch pixels are
+        reassembled and un-normalised.
+        """
+        if self.decoder is None:
+            raise RuntimeError(
+                "no pixel decoder: this world model's encoder checkpoint has none (Stage-2 or alignment-only "
+                "runs drop it). Build the world model on a Stage-1 checkpoint trained with w_recon > 0 to decode."
+            )
+        if self.pool != 1:
+            raise RuntimeError(f"latents pooled {self.pool}x{self.pool} cannot be decoded (the decoder needs every patch token)")
+        if latents.dim() != 4 or latents.shape[2] != self.tokens_per_frame:
+            raise ValueError(f"latents must be (B, T', {self.tokens_per_frame}, D), got {tuple(latents.shape)}")
+        b, tt = latents.shape[:2]
+        enc = self.encoder
+        tub, patch = enc.tubelet_size, enc.patch_size
+        grid = enc.token_grid((tub, self.img_size, self.img_size))  # (1, H', W')
+        tokens = latents.to(self.device).flatten(0, 1)  # (B*T', n, D)
+        cond = self.stage1_predictor(tokens, None, grid).patches  # (B*T', H'W', D_pred)
+        if hasattr(self.decoder, "make_sampler"):
+            pix = self.decoder.sample(cond, num_steps=num_steps, scheduler=scheduler, generator=generator)
+        else:  # linear decoder ablation
+            pix = self.decoder.sample(cond)
+        video = unpatchify(pix.float(), grid, patch, tub)  # (B*T', 3, tub, S, S)
+        mean = video.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+        std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
+        video = (video * std + mean).clamp(0, 1)
+        return video.transpose(1, 2).reshape(b, tt * tub, 3, self.img_size, self.img_size)
+
+    def _require_predictor(self) -> ActionConditionedPredictor:
+        if self.predictor is None:
+            raise RuntimeError(
+                "this WorldModel was loaded from a pretraining checkpoint and has no world-model predictor: "
+                "train one with train_world_model (ivnext-world-model) and load that run"
+            )
+        return self.predictor

@@ -1,0 +1,204 @@
+"""Action-conditioned fine-tuning of the latent world model (V-JEPA 2-AC, arXiv 2506.09985, Sec. 3).
+
+The pretrained encoder is frozen and turns every frame of a trajectory window into target latents;
+the trainable model is the :class:`ActionConditionedPredictor` (its token embeddings included).
+Loss = ``w_teacher_forcing`` x teacher-forced loss (predict frame ``t+1`` from the true frames
+``<= t``) + ``w_rollout`` x rollout loss (start from the first frame and feed the model's own
+predictions back for ``rollout_steps`` steps, gradients through the whole rollout), with L1
+(V-JEPA 2-AC), L2 or cosine distance. Data: any LeRobot-layout folder (the built-in envs' output).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..pretrain.epd import cosine_loss
+from ..pretrain.run import load_epd, resolve_checkpoint
+from ..train import LoopConfig, Trainer, latest_checkpoint
+from .latents import NormStats, encode_video, tokens_per_frame
+from .predictor import ACPredictorConfig, ActionConditionedPredictor
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("l1", "l2", "cosine")
+
+
+@dataclass
+class WMDataConfig:
+    source: str = "outputs/data/push"  # LeRobot folder (v2.1 or v3.0) with actions and observation.state
+    episodes: Optional[List[int]] = None  # training split; norm statistics come from these episodes only
+    window: int = 8  # frames per training window: 1 context frame + up to window-1 targets
+    stride: int = 1
+    frame_skip: int = 1
+    camera_key: Optional[str] = None  # None: the dataset's first camera
+
+
+@dataclass
+class WMPredictorSize:
+    embed_dim: int = 192
+    depth: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    max_frames: int = 32  # longest context + horizon the time embedding covers
+    drop_path: float = 0.0
+
+
+@dataclass
+class WorldModelTrainConfig:
+    encoder: str = "outputs/pretrain/stage1"  # pretraining run/checkpoint; Stage 1 keeps decode() possible
+    data: WMDataConfig = field(default_factory=WMDataConfig)
+    predictor: WMPredictorSize = field(default_factory=WMPredictorSize)
+    action_conditioned: bool = True  # False: action-free predictor (no action/proprio tokens)
+    use_proprio: bool = True  # proprio tokens (only with action_conditioned)
+    pool: int = 1  # average-pool patch tokens pool x pool (faster; latents then cannot be decoded)
+    init_from_pretrained: bool = False  # copy the pretrained predictor's blocks (needs equal width and heads)
+    loss: str = "l1"  # l1 (V-JEPA 2-AC) | l2 | cosine
+    rollout_steps: int = 2  # V-JEPA 2-AC: 2
+    w_teacher_forcing: float = 1.0
+    w_rollout: float = 1.0
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    out: str = "outputs/world_model"
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.rollout_steps < 0 or self.data.window < max(2, self.rollout_steps + 1):
+            raise ValueError(
+                f"data.window={self.data.window} must be >= 2 and >= rollout_steps + 1 = {self.rollout_steps + 1}"
+            )
+        if self.data.window - 1 > self.predictor.max_frames:
+            raise ValueError(f"data.window - 1 = {self.data.window - 1} exceeds predictor.max_frames={self.predictor.max_frames}")
+
+
+def latent_distance(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean distance between latents ``(..., D)``: l1, l2 (MSE) or cosine (``2 - 2 cos``)."""
+    if kind == "l1":
+        return F.l1_loss(pred.float(), target.float())
+    if kind == "l2":
+        return F.mse_loss(pred.float(), target.float())
+    if kind == "cosine":
+        return cosine_loss(pred, target)
+    raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
+class WorldModelObjective:
+    """``objective(predictor, batch, generator) -> (loss, metrics)``; holds the frozen encoder.
+
+    ``batch``: ``frames (B, T, C, H, W)`` ImageNet-normalised, ``actions (B, T, A)`` and ``proprio
+    (B, T, S)`` raw (normalised here with ``stats``).
+    """
+
+    def __init__(self, encoder, stats: NormStats | None, loss: str = "l1", rollout_steps: int = 2,
+                 w_teacher_forcing: float = 1.0, w_rollout: float = 1.0, pool: int = 1):
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.stats, self.loss, self.rollout_steps = stats, loss, rollout_steps
+        self.w_tf, self.w_ro, self.pool = w_teacher_forcing, w_rollout, pool
+
+    def targets(self, frames: torch.Tensor) -> torch.Tensor:
+        self.encoder.to(frames.device).eval()
+        with torch.no_grad():
+            return encode_video(self.encoder, frames, self.pool).float()  # (B, T, n, D)
+
+    def __call__(self, model: ActionConditionedPredictor, batch, generator: torch.Generator):
+        model = getattr(model, "module", model)  # DDP
+        z = self.targets(batch["frames"])  # (B, T, n, D)
+        a = self.stats.normalize_actions(batch["actions"]) if model.action_embed is not None else None
+        s = self.stats.normalize_proprio(batch["proprio"]) if model.proprio_embed is not None else None
+
+        def upto(x, k):
+            return None if x is None else x[:, :k]
+
+        metrics = {}
+        loss = z.new_zeros(())
+        if self.w_tf:
+            pred = model(z[:, :-1], upto(a, -1), upto(s, -1))  # (B, T-1, n, D): frames 1..T-1
+            metrics["loss_tf"] = latent_distance(pred, z[:, 1:], self.loss)
+            loss = loss + self.w_tf * metrics["loss_tf"]
+        if self.w_ro and self.rollout_steps:
+            seq, preds = z[:, :1], []
+            for k in range(1, self.rollout_steps + 1):
+                # Imagined frames hold the last known proprio, as WorldModel.rollout does at use time.
+                s_k = None if s is None else s[:, :1].expand(-1, k, -1)
+                out = model(seq, upto(a, k), s_k)[:, -1:]  # (B, 1, n, D): frame k
+                preds.append(out)
+                seq = torch.cat([seq, out], dim=1)
+            metrics["loss_rollout"] = latent_distance(torch.cat(preds, 1), z[:, 1:self.rollout_steps + 1], self.loss)
+            loss = loss + self.w_ro * metrics["loss_rollout"]
+        if not metrics:
+            raise ValueError("nothing to optimise: w_teacher_forcing and w_rollout (or rollout_steps) are 0")
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+
+def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: NormStats | None) -> ActionConditionedPredictor:
+    p = cfg.predictor
+    pcfg = ACPredictorConfig(
+        enc_dim=encoder.embed_dim, tokens_per_frame=tokens_per_frame(encoder, img_size, cfg.pool),
+        action_dim=stats.action_dim if cfg.action_conditioned else None,
+        proprio_dim=stats.proprio_dim if (cfg.action_conditioned and cfg.use_proprio) else None,
+        embed_dim=p.embed_dim, depth=p.depth, num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
+        max_frames=p.max_frames, drop_path=p.drop_path,
+    )
+    return ActionConditionedPredictor(pcfg)
+
+
+def train_world_model(cfg: WorldModelTrainConfig) -> dict:
+    """Fine-tune an action-conditioned predictor on a frozen pretrained encoder; returns a summary."""
+    from ..data import TrajectoryDataset, build_video_transform
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.loop.seed)
+    ckpt = resolve_checkpoint(cfg.encoder).resolve()
+    epd, _ = load_epd(ckpt)
+    if epd.cfg.tubelet_size != 1:
+        raise ValueError("the world model needs tubelet_size=1 (one action per token-frame); "
+                         f"{ckpt} has tubelet_size={epd.cfg.tubelet_size}")
+    if epd.decoder is None:
+        log.warning("%s has no pixel decoder (Stage 2?): WorldModel.decode will not be available", ckpt)
+    stats = NormStats.from_lerobot(cfg.data.source, cfg.data.episodes)
+    if cfg.action_conditioned and cfg.use_proprio and stats.proprio_dim is None:
+        raise ValueError(f"{cfg.data.source} has no observation.state column: set use_proprio=false")
+    predictor = build_predictor(cfg, epd.encoder, epd.cfg.img_size, stats)
+    if cfg.init_from_pretrained:
+        if (predictor.cfg.embed_dim, predictor.cfg.num_heads) != (epd.predictor.embed_dim, epd.cfg.predictor_heads):
+            raise ValueError(
+                f"init_from_pretrained needs predictor.embed_dim/num_heads = {epd.predictor.embed_dim}/"
+                f"{epd.cfg.predictor_heads} (the pretrained predictor's), got {predictor.cfg.embed_dim}/{predictor.cfg.num_heads}"
+            )
+        log.info("copied %d pretrained predictor blocks", predictor.init_blocks_from(epd.predictor.blocks))
+
+    dataset = TrajectoryDataset(
+        cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
+        camera_key=cfg.data.camera_key, episodes=cfg.data.episodes,
+        transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
+    )
+    objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
+                                    cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool)
+    extra = {"world_model": {
+        "predictor": predictor.config_dict(), "encoder_checkpoint": str(ckpt), "norm_stats": asdict(stats),
+        "pool": cfg.pool, "train_config": asdict(cfg),
+    }}
+    trainer = Trainer(predictor, objective, dataset, cfg.loop, out, collate_fn=collate_windows, extra_state=extra)
+    history = trainer.fit()
+    tail = history[-10:]
+    summary = {
+        "steps": trainer.step,
+        "first_loss": history[0]["loss"] if history else None,
+        "final_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
+        "checkpoint": str(latest_checkpoint(out / "checkpoints")),
+        "encoder_checkpoint": str(ckpt),
+        "nonfinite_steps": trainer.nonfinite,
+        "data_failures": dict(dataset.failures),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def collate_windows(items: list[dict]) -> dict:
+    return {k: torch.stack([it[k] for it in items]) for k in ("frames", "actions", "proprio")}

@@ -123,3 +123,25 @@ class FailurePolicy:
         counts = ", ".join(f"{k}: {v}" for k, v in self.failures.most_common())
         shown = "; ".join(str(e) for e in self.examples[:5])
         return f"Failures by reason: {counts or 'none'}. Examples: {shown or 'none'}"
+
+
+class PolicyDataset:
+    """Mixin for map-style datasets whose items load through a :class:`FailurePolicy`.
+
+    Subclasses set ``self.policy`` and implement ``__len__`` and ``_load(index)``; bad items are then
+    skipped or raised by the one policy, and counted in :attr:`failures`.
+    """
+
+    policy: FailurePolicy
+
+    @property
+    def failures(self):
+        """Counter of bad items by reason, in this process (each DataLoader worker counts its own)."""
+        return self.policy.failures
+
+    @property
+    def failure_examples(self) -> list[BadItem]:
+        return self.policy.examples
+
+    def __getitem__(self, index: int):
+        return self.policy.load(index, len(self), self._load)

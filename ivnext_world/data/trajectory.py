@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .failures import BAD_DEPTH, BadInput, BadItem, FailurePolicy
+from .failures import BAD_DEPTH, BadInput, BadItem, FailurePolicy, PolicyDataset
 from .lerobot import LeRobotDataset
 from .lerobot.layout import ACTION, STATE, extrinsics_key, intrinsics_key
 from .manifest import lerobot_items
 from .video_io import open_video, read_frames
 
 
-class TrajectoryDataset(Dataset):
+class TrajectoryDataset(PolicyDataset, Dataset):
     """Windows of ``window`` steps from every episode of a LeRobot folder (v2.1 or v3.0).
 
     Window ``k`` of an episode covers parquet rows ``r = start + frame_skip * [0 .. window-1]``,
@@ -87,19 +87,8 @@ class TrajectoryDataset(Dataset):
         self.policy = FailurePolicy(on_error, max_failures, max_failure_fraction)
         self._cache: OrderedDict[int, tuple[dict, np.ndarray | None]] = OrderedDict()
 
-    @property
-    def failures(self):
-        return self.policy.failures
-
-    @property
-    def failure_examples(self) -> list[BadItem]:
-        return self.policy.examples
-
     def __len__(self) -> int:
         return len(self.windows)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.policy.load(index, len(self.windows), self._load)
 
     def _episode(self, ep: int) -> tuple[dict, np.ndarray | None]:
         """(parquet columns, depth or None) of episode ``ep``, from a small per-process LRU cache."""

@@ -7,13 +7,13 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset
 
-from .failures import BAD_ROW, TOO_SHORT, BadInput, BadItem, FailurePolicy
+from .failures import BAD_ROW, TOO_SHORT, BadInput, BadItem, FailurePolicy, PolicyDataset
 from .manifest import VideoItem, lerobot_items, read_manifest
 from .sampling import fps_step, frames_needed, sample_indices
 from .video_io import open_video, read_frames
 
 
-class VideoClipDataset(Dataset):
+class VideoClipDataset(PolicyDataset, Dataset):
     """Clips of ``num_frames`` frames decoded with decord.
 
     Sources: a manifest (``.csv``: ``path[,label]`` rows, optional header; ``.jsonl``: objects with
@@ -78,20 +78,8 @@ class VideoClipDataset(Dataset):
         self.train, self.transform, self.short_clip = train, transform, short_clip
         self.policy = FailurePolicy(on_error, max_failures, max_failure_fraction)
 
-    @property
-    def failures(self):
-        """Counter of bad items by reason, in this process."""
-        return self.policy.failures
-
-    @property
-    def failure_examples(self) -> list[BadItem]:
-        return self.policy.examples
-
     def __len__(self) -> int:
         return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.policy.load(index, len(self.items), self._load)
 
     def _open(self, item: VideoItem):
         """Open the item's video and work out its frame budget; raises :class:`BadInput` on data problems.

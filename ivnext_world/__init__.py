@@ -1,0 +1,35 @@
+"""ivnext_world: video world models for embodied AI, built on InternVideo-Next pretraining.
+
+The public API, one screen (names load on first use, so ``import ivnext_world`` stays cheap)::
+
+    from ivnext_world import WorldModel, collect, run_pretrain, load_epd, state_probe
+    wm = WorldModel.load("runs/world_model")           # a world-model run folder
+    z = wm.encode(frames)                               # (B, T, 3, H, W) -> (B, T, n, D)
+    future = wm.rollout(z[:, :1], actions)              # (B, H, A) candidates -> (B, H, n, D)
+    pixels = wm.decode(future)                          # (B, H, 3, S, S) in [0, 1]
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_API = {
+    "WorldModel": "ivnext_world.world_model",
+    "train_world_model": "ivnext_world.world_model",
+    "collect": "ivnext_world.sim",
+    "run_pretrain": "ivnext_world.pretrain.run",
+    "load_epd": "ivnext_world.pretrain.run",
+    "state_probe": "ivnext_world.probes",
+    "VideoClipDataset": "ivnext_world.data",
+    "TrajectoryDataset": "ivnext_world.data",
+    "LeRobotDataset": "ivnext_world.data",
+    "load_config": "ivnext_world.config",
+}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'ivnext_world' has no attribute {name!r}")
+
+
+__all__ = sorted(_API)

@@ -9,6 +9,7 @@ ordered time-major: ``t * H' * W' + h * W' + w``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import RmsNorm
 from torch import nn
 
@@ -54,13 +55,23 @@ def unpatchify(
 
 
 class PatchEmbed3D(nn.Module):
-    """RMSNorm on raw patch pixels -> Conv3d (kernel = stride = (tubelet, patch, patch)) -> RMSNorm.
+    """RMSNorm on raw patch pixels -> linear patch projection -> RMSNorm.
 
     The pixel-level RMSNorm (the paper's patch embedding) equalises patch contrast before the
-    projection; it is applied on the patchified vectors, so the convolution then runs on the
-    re-assembled clip.
+    projection. The projection is stored as an ``nn.Conv3d`` (kernel = stride =
+    ``(tubelet, patch, patch)``) named ``proj``, so checkpoints in the official layout load
+    unchanged, but it is run as one matmul: the clip is patchified once into vectors ordered
+    ``(C, tubelet, patch_h, patch_w)`` (the flattened layout of ``proj.weight (D, C, t, p, p)``),
+    normalised, and multiplied by ``proj.weight.flatten(1)``. ``norm_before.weight`` keeps its
+    ``(tubelet, patch_h, patch_w, C)`` layout (that of :func:`patchify`) and is permuted to match.
 
-    Shapes: ``(B, C, T, H, W)`` -> ``(B, N, D)``, with the grid ``(T', H', W')`` from :meth:`grid`.
+    Because the pixels carry no parameters, ``norm_before``'s per-element scale is folded into the
+    projection weight (``(x_hat * g) W^T == x_hat (W * g)^T``): the normalised pixels then need no
+    gradient, and the backward pass is a single weight-gradient matmul, as for a plain conv stem.
+
+    ``forward(video, idx)`` with visible token indices ``idx (B, K)`` embeds only those patches.
+
+    Shapes: ``(B, C, T, H, W)`` -> ``(B, N, D)`` (or ``(B, K, D)``), grid ``(T', H', W')`` from :meth:`grid`.
     """
 
     def __init__(self, patch_size: int = 14, tubelet_size: int = 1, in_chans: int = 3, embed_dim: int = 768):
@@ -79,9 +90,40 @@ class PatchEmbed3D(nn.Module):
     def grid(self, video_thw: tuple[int, int, int]) -> tuple[int, int, int]:
         return token_grid(video_thw, self.patch_size, self.tubelet_size)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        grid = self.grid(tuple(video.shape[2:]))
-        x = self.norm_before(patchify(video, self.patch_size, self.tubelet_size))  # (B, N, p)
-        x = unpatchify(x, grid, self.patch_size, self.tubelet_size, self.in_chans)  # (B, C, T, H, W)
-        x = self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
+    def patch_vectors(self, video: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw patch pixels in the projection's layout: ``(B, N or K, C * tubelet * patch * patch)``.
+
+        With ``idx (B, K)`` only those tokens are gathered (straight from the clip, without
+        materialising the other patches).
+        """
+        b, c, t, h, w = video.shape
+        gt, gh, gw = self.grid((t, h, w))
+        tub, p = self.tubelet_size, self.patch_size
+        x = video.reshape(b, c, gt, tub, gh, p, gw, p).permute(0, 2, 4, 6, 1, 3, 5, 7)  # (B, T', H', W', C, t, p, p)
+        if idx is None:
+            return x.reshape(b, gt * gh * gw, c * tub * p * p)
+        if idx.dim() != 2 or idx.shape[0] != b:
+            raise ValueError(f"idx must be (B={b}, K), got {tuple(idx.shape)}")
+        hw = gh * gw
+        ti, rem = idx // hw, idx % hw
+        rows = torch.arange(b, device=idx.device).unsqueeze(1)
+        x = x[rows, ti, rem // gw, rem % gw]  # (B, K, C, t, p, p)
+        return x.reshape(b, idx.shape[1], c * tub * p * p)
+
+    def projection_weight(self) -> torch.Tensor:
+        """``proj.weight`` as ``(D, C*t*p*p)`` with ``norm_before``'s scale folded in."""
+        c, tub, p = self.in_chans, self.tubelet_size, self.patch_size
+        weight = self.proj.weight.flatten(1)
+        scale = self.norm_before.weight
+        if scale is None:
+            return weight
+        # (t, p, p, C) -> (C, t, p, p), the layout of the patch vectors and of proj.weight.
+        scale = scale.view(tub, p, p, c).permute(3, 0, 1, 2).reshape(1, -1)
+        return weight * scale
+
+    def forward(self, video: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.patch_vectors(video, idx)  # (B, N or K, C*t*p*p)
+        # RMSNorm without its scale (folded into projection_weight): parameter-free on the pixels.
+        x = F.rms_norm(x, self.norm_before.normalized_shape, None, self.norm_before.eps)
+        x = F.linear(x, self.projection_weight(), self.proj.bias)  # (B, N or K, D)
         return self.norm(x)

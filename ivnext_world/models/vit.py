@@ -16,10 +16,11 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from ..masking import gather_tokens, visible_indices
+from ..masking import visible_indices
 from .block import Block, init_transformer_weights, rescale_block_outputs, run_blocks
 from .heads import AttentionPoolHead
 from .patch_embed import PatchEmbed3D
@@ -113,16 +114,23 @@ class VideoViT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def embed(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch-embed, add positions, drop masked tokens, prepend cls: ``(B, num_cls + N_vis, D)``."""
+        """Patch-embed, add positions, drop masked tokens, prepend cls: ``(B, num_cls + N_vis, D)``.
+
+        With a ``mask`` only the visible patches are embedded and only their rows of the position
+        table are added; the result equals embedding all tokens and then dropping the masked ones.
+        """
         b = video.shape[0]
         grid = self.token_grid(video.shape[2:])
-        x = self.patch_embed(video)  # (B, N, D)
         pos = self.pos_embed(grid)  # (1, num_cls + N, D)
-        x = x + pos[:, self.num_prefix_tokens:]
-        if mask is not None:
-            if tuple(mask.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"mask must be (B, N)={tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-            x = gather_tokens(x, visible_indices(mask))  # (B, N_vis, D)
+        pos_patch = pos[0, self.num_prefix_tokens:]  # (N, D)
+        if mask is None:
+            x = self.patch_embed(video) + pos_patch  # (B, N, D)
+        else:
+            n = grid[0] * grid[1] * grid[2]
+            if tuple(mask.shape) != (b, n):
+                raise ValueError(f"mask must be (B, N)={(b, n)}, got {tuple(mask.shape)}")
+            idx = visible_indices(mask)  # (B, N_vis)
+            x = self.patch_embed(video, idx) + F.embedding(idx, pos_patch)  # (B, N_vis, D)
         cls = self.cls_token.expand(b, -1, -1) + pos[:, : self.num_prefix_tokens]
         return torch.cat([cls, x], dim=1)
 

@@ -1,11 +1,12 @@
-"""VideoViT encoder: shapes, masking, intermediates, position interpolation, registry, sizes."""
+"""VideoViT encoder and its patch embedding: shapes, masking, intermediates, positions, registry, sizes."""
 
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 
 from ivnext_world import masking
-from ivnext_world.models import PRESETS, VideoPosEmbed, VideoViT, sincos_3d_table
+from ivnext_world.models import PRESETS, PatchEmbed3D, VideoPosEmbed, VideoViT, patchify, sincos_3d_table, unpatchify
 
 from .conftest import FRAMES, GRID
 
@@ -127,3 +128,104 @@ def test_param_counts_on_meta(name, low, high):
                    if not n.startswith(("head.", "pos_embed.")))
     assert low < backbone < high
     assert model.pos_embed.pos_embed.shape[1] == 4 + 16 * 16 * 16
+
+
+# ---------------------------------------------------------------------- patch embedding
+def _conv3d_reference(pe: PatchEmbed3D, video: torch.Tensor) -> torch.Tensor:
+    """The original formulation: per-patch RMSNorm on the patchified clip, un-patchify, Conv3d, RMSNorm."""
+    p, tub, c = pe.patch_size, pe.tubelet_size, pe.in_chans
+    grid = pe.grid(tuple(video.shape[2:]))
+    x = pe.norm_before(patchify(video, p, tub))  # (B, N, t*p*p*C), channels last
+    x = unpatchify(x, grid, p, tub, c)  # (B, C, T, H, W)
+    x = F.conv3d(x, pe.proj.weight, pe.proj.bias, stride=pe.proj.stride)  # (B, D, T', H', W')
+    return pe.norm(x.flatten(2).transpose(1, 2))
+
+
+def _randomise_affine(pe: PatchEmbed3D) -> None:
+    # Non-trivial norm scales and bias, so a wrong weight/scale layout cannot pass unnoticed.
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for prm in (pe.norm_before.weight, pe.norm.weight):
+            prm.copy_(0.5 + torch.rand(prm.shape, generator=g))
+        pe.proj.bias.copy_(torch.randn(pe.proj.bias.shape, generator=g))
+
+
+@pytest.mark.parametrize("tubelet", [1, 2])
+def test_patch_embed_matches_conv3d_formulation(tubelet):
+    torch.manual_seed(0)
+    pe = PatchEmbed3D(patch_size=14, tubelet_size=tubelet, in_chans=3, embed_dim=64)
+    _randomise_affine(pe)
+    video = torch.randn(2, 3, 4, 28, 42, generator=torch.Generator().manual_seed(1))
+    out = pe(video)
+    ref = _conv3d_reference(pe, video)
+    assert out.shape == ref.shape == (2, (4 // tubelet) * 2 * 3, 64)
+    assert (out - ref).abs().max() < 1e-5
+    # Same gradients for every parameter (norm_before's scale is folded into the projection).
+    grads = torch.autograd.grad(out.square().sum(), list(pe.parameters()))
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(pe.parameters()))
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg, rtol=1e-4, atol=1e-4)
+
+
+def test_patch_embed_keeps_checkpoint_layout():
+    pe = PatchEmbed3D(patch_size=14, tubelet_size=2, in_chans=3, embed_dim=64)
+    assert isinstance(pe.proj, torch.nn.Conv3d)
+    assert {k: tuple(v.shape) for k, v in pe.state_dict().items()} == {
+        "norm_before.weight": (2 * 14 * 14 * 3,),
+        "proj.weight": (64, 3, 2, 14, 14),
+        "proj.bias": (64,),
+        "norm.weight": (64,),
+    }
+    other = PatchEmbed3D(patch_size=14, tubelet_size=2, in_chans=3, embed_dim=64)
+    _randomise_affine(other)
+    pe.load_state_dict(other.state_dict())  # strict: same names and shapes
+    video = torch.randn(1, 3, 2, 28, 28)
+    torch.testing.assert_close(pe(video), other(video))
+
+
+@pytest.mark.parametrize("tubelet", [1, 2])
+def test_patch_embed_visible_indices_equal_full_then_gather(tubelet):
+    pe = PatchEmbed3D(patch_size=14, tubelet_size=tubelet, in_chans=3, embed_dim=64)
+    _randomise_affine(pe)
+    video = torch.randn(2, 3, 4, 28, 42, generator=torch.Generator().manual_seed(2))
+    grid = pe.grid((4, 28, 42))
+    mask = masking.random_tube_mask(2, grid, 0.5, torch.Generator().manual_seed(0))
+    idx = masking.visible_indices(mask)
+    full = pe(video)
+    torch.testing.assert_close(pe(video, idx), masking.gather_tokens(full, idx), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):
+        pe(video, idx[:1])
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.75])
+def test_masked_embed_equals_full_embed_then_gather(encoder, video, ratio):
+    mask = masking.random_tube_mask(2, GRID, ratio, torch.Generator().manual_seed(4))
+    idx = masking.visible_indices(mask)
+    full = encoder.embed(video)  # (B, 4 + N, D): every token embedded, positions added
+    expected = torch.cat([full[:, :4], masking.gather_tokens(full[:, 4:], idx)], dim=1)
+    torch.testing.assert_close(encoder.embed(video, mask), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_masked_embed_on_interpolated_grid_and_gradients():
+    # A grid other than the native one (interpolated positions) and the backward pass.
+    torch.manual_seed(0)
+    model = VideoViT(img_size=28, patch_size=14, num_frames=4, embed_dim=64, depth=1, num_heads=2)
+    video = torch.randn(2, 3, 6, 42, 28)
+    grid = model.token_grid(video.shape[2:])
+    mask = masking.random_tube_mask(2, grid, 0.5, torch.Generator().manual_seed(5))
+    idx = masking.visible_indices(mask)
+    out = model.embed(video, mask)
+    full = model.embed(video)
+    ref = torch.cat([full[:, :4], masking.gather_tokens(full[:, 4:], idx)], dim=1)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    params = [model.pos_embed.pos_embed, model.patch_embed.proj.weight, model.patch_embed.norm_before.weight]
+    grads = torch.autograd.grad(out.square().sum(), params)
+    ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    for g, rg in zip(grads, ref_grads):
+        torch.testing.assert_close(g, rg, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_compile_traces_masked(encoder, video):
+    mask = masking.random_tube_mask(2, GRID, 0.75, torch.Generator().manual_seed(0))
+    compiled = torch.compile(encoder, backend="eager")
+    torch.testing.assert_close(compiled.forward_features(video, mask), encoder.forward_features(video, mask))

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ..world_model.evaluate import evaluate_world_model
 
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     for i, h in enumerate(result["horizons"]):
         print(f"{h:7d} " + " ".join(f"{'-' if v['l1'][i] is None else format(v['l1'][i], '.4f'):>17}" for v in m.values()))
     print(json.dumps({"out": args["out"], "num_windows": result["num_windows"], "videos": result["videos"]}))
-    return result
+    # Nothing is returned: the console-script wrapper calls sys.exit(main()), and a returned dict
+    # would make a successful run exit with status 1.
 
 
 if __name__ == "__main__":

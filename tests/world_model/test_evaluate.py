@@ -37,11 +37,12 @@ def test_evaluation_end_to_end(tmp_path, wm_run, push_data, epd_ckpt):
     from ivnext_world.data import TrajectoryDataset
 
     out = tmp_path / "eval"
-    result = main(["--world-model", str(wm_run), "--data", str(push_data), "--episodes", "3", "--horizon", "4",
+    returned = main(["--world-model", str(wm_run), "--data", str(push_data), "--episodes", "3", "--horizon", "4",
                    "--epd", str(epd_ckpt), "--videos", "1", "--decode-steps", "2", "--out", str(out)])
+    assert returned is None  # the console script does sys.exit(main()): anything else exits 1
     assert (out / "errors.json").exists() and (out / "error_vs_horizon.png").stat().st_size > 0
-    assert result["videos"] == ["rollout_00.gif"] and (out / "rollout_00.gif").stat().st_size > 0
     saved = json.loads((out / "errors.json").read_text())
+    assert saved["videos"] == ["rollout_00.gif"] and (out / "rollout_00.gif").stat().st_size > 0
     assert saved["horizons"] == [1, 2, 3, 4] and saved["episodes"] == [3]
     m = saved["methods"]
     for name in ("world_model", "copy_last"):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..utils.io import _fsync_dir
+from ..utils.io import fsync_dir
 
 STEP_PREFIX = "step_"
 
@@ -196,11 +196,11 @@ def save_checkpoint(
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():  # same step written again (e.g. after a requeue): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
     for old in list_checkpoints(directory)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def _mix(*xs: int) -> int:
+def mix_seed(*xs: int) -> int:
     # SplitMix-style hash: nearby (seed, epoch, index) triples give unrelated 63-bit seeds.
     h = 0x9E3779B97F4A7C15
     for x in xs:
@@ -40,7 +40,7 @@ class ResumableSampler(Sampler):
 
     def order(self) -> list[int]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
             perm = torch.randperm(self.length, generator=g).tolist()
         else:
             perm = list(range(self.length))
@@ -68,7 +68,7 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
-        s = _mix(self.seed, epoch, index)
+        s = mix_seed(self.seed, epoch, index)
         in_worker = torch.utils.data.get_worker_info() is not None
         # In the training process itself (num_workers=0) the global RNGs also drive dropout and
         # drop path: restore them afterwards so loading data does not change the model's randomness.

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
-from .data import ResumableSampler, SeededDataset, _mix
+from .data import ResumableSampler, SeededDataset, mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Trainer:
             persistent_workers=False,
             # Its own generator: otherwise each new iterator draws a worker seed from the global RNG,
             # and a resumed run (one extra iterator) would shift the model's dropout randomness.
-            generator=torch.Generator().manual_seed(_mix(self.cfg.seed, self.data_pos["epoch"])),
+            generator=torch.Generator().manual_seed(mix_seed(self.cfg.seed, self.data_pos["epoch"])),
         )
 
     def _batches(self):
@@ -186,7 +186,7 @@ class Trainer:
         t0 = time.perf_counter()
         while self.step < end:
             batch = _to_device(next(batches), self.device)
-            gen = torch.Generator(device=self.device).manual_seed(_mix(self.cfg.seed, self.step, self.rank))
+            gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.cfg.seed, self.step, self.rank))
             metrics = self._train_step(model, batch, gen)
             self.step += 1
             bar.update()

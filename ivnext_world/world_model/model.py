@@ -59,7 +59,7 @@ class WorldModel(nn.Module):
         self.encoder = epd.encoder.requires_grad_(False)
         self.stage1_predictor = epd.predictor.requires_grad_(False)
         self.decoder = epd.decoder.requires_grad_(False) if epd.decoder is not None else None
-        self.predictor = predictor
+        self.predictor = predictor.requires_grad_(False) if predictor is not None else None
         self.stats = stats
         self.pool = pool
         self.img_size = epd.cfg.img_size
@@ -129,7 +129,6 @@ class WorldModel(nn.Module):
         return self.rollout(context_latents, actions, horizon=1, proprio=proprio,
                             context_actions=context_actions)[:, 0]
 
-    @torch.no_grad()
     def rollout(
         self,
         context: torch.Tensor,
@@ -138,6 +137,7 @@ class WorldModel(nn.Module):
         proprio: torch.Tensor | None = None,
         context_actions: torch.Tensor | None = None,
         use_cache: bool = True,
+        grad: bool = False,
     ) -> torch.Tensor:
         """Imagine ``horizon`` frames: context latents ``(Bc, Tc, n, D)`` (``Bc`` = B or 1, shared),
         raw actions ``(B, H, A)`` (``actions[:, 0]`` taken at the last context frame) ->
@@ -148,7 +148,14 @@ class WorldModel(nn.Module):
         training mean. ``context_actions`` (raw, ``(Bc or B, Tc-1, A)``): actions taken at the earlier
         context frames; None = the training mean. An action-free model takes ``actions=None`` and
         a ``horizon``. See :meth:`ActionConditionedPredictor.rollout`.
+
+        ``grad=True`` keeps the autograd graph so a loss on the imagined latents can be
+        back-propagated to ``actions`` (gradient-based planning); the weights stay frozen.
         """
+        with torch.set_grad_enabled(grad):
+            return self._rollout(context, actions, horizon, proprio, context_actions, use_cache)
+
+    def _rollout(self, context, actions, horizon, proprio, context_actions, use_cache) -> torch.Tensor:
         pred = self._require_predictor()
         if context.dim() != 4 or context.shape[2] != self.tokens_per_frame:
             raise ValueError(

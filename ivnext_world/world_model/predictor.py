@@ -181,7 +181,6 @@ class ActionConditionedPredictor(nn.Module):
             new_cache.append(kv)
         return x, new_cache
 
-    @torch.no_grad()
     def rollout(
         self,
         context: torch.Tensor,
@@ -206,6 +205,9 @@ class ActionConditionedPredictor(nn.Module):
             horizon: number of frames to imagine; default ``H``; at most ``H`` when actions are given.
             use_cache: False recomputes the whole history at every step (the reference the cache is
                 tested against).
+
+        Differentiable: gradients flow to ``actions`` (and the weights) unless the caller disables
+        them (``WorldModel.rollout`` runs under ``torch.no_grad`` unless ``grad=True``).
 
         Returns:
             ``(B, H, n, D)`` predicted latents of frames ``Tc .. Tc + H - 1``.

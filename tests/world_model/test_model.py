@@ -93,3 +93,14 @@ def test_decode_without_a_decoder_is_a_clear_error(tmp_path):
     wm = WorldModel.load(save_tiny_epd(tmp_path, decoder="none"))
     with pytest.raises(RuntimeError, match="Stage-1 checkpoint"):
         wm.decode(wm.encode(frames(b=1, t=1)))
+
+
+def test_rollout_grad_reaches_actions_only_when_asked(wm):
+    context = torch.randn(1, 2, wm.tokens_per_frame, wm.encoder.embed_dim)
+    actions = torch.zeros(3, 4, 2, requires_grad=True)
+    out = wm.rollout(context, actions)
+    assert not out.requires_grad
+    out = wm.rollout(context, actions, grad=True)
+    out.square().mean().backward()
+    assert actions.grad is not None and actions.grad.abs().sum() > 0
+    assert all(p.grad is None for p in wm.parameters())

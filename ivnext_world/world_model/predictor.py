@@ -47,6 +47,10 @@ class ACPredictorConfig:
     mlp_ratio: float = 4.0
     max_frames: int = 32  # length of the time-embedding table: context + horizon must fit
     drop_path: float = 0.0
+    # Predict the change z[t+1] - z[t] and add it to z[t]. Consecutive robot frames differ little,
+    # so copying the last latent is a strong baseline; with a zero-initialised output projection the
+    # untrained model *is* that baseline and training only has to learn the motion.
+    residual: bool = True
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
@@ -81,6 +85,9 @@ class ActionConditionedPredictor(nn.Module):
         self.output_proj = nn.Linear(e, cfg.enc_dim)
         self.apply(init_transformer_weights)
         rescale_block_outputs(self.blocks)
+        if cfg.residual:
+            nn.init.zeros_(self.output_proj.weight)
+            nn.init.zeros_(self.output_proj.bias)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
         nn.init.trunc_normal_(self.spatial_embed, std=0.02)
 
@@ -147,10 +154,13 @@ class ActionConditionedPredictor(nn.Module):
         x = torch.cat(parts + [x], dim=2) + self.time_embed[:, t0:t0 + f]  # (B, F, m, E)
         return x.flatten(1, 2)
 
-    def head(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Sequence outputs ``(B, F*m, E)`` -> predicted next latents ``(B, F, n, D_enc)``."""
-        x = self.norm(x).unflatten(1, (num_frames, self.frame_len))[:, :, self.num_cond:]  # (B, F, n, E)
-        return self.output_proj(x)
+    def head(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """Sequence outputs ``(B, F*m, E)`` of frames with latents ``(B, F, n, D_enc)`` -> predicted
+        next latents ``(B, F, n, D_enc)`` (the latents plus a predicted change when ``cfg.residual``)."""
+        f = latents.shape[1]
+        x = self.norm(x).unflatten(1, (f, self.frame_len))[:, :, self.num_cond:]  # (B, F, n, E)
+        out = self.output_proj(x)
+        return out + latents if self.cfg.residual else out
 
     # ------------------------------------------------------------------ forward
     def forward(self, latents, actions=None, proprio=None) -> torch.Tensor:
@@ -161,7 +171,7 @@ class ActionConditionedPredictor(nn.Module):
         mask = block_causal_mask(f, self.frame_len, x.device)
         for blk in self.blocks:
             x = blk(x, attn_mask=mask)
-        return self.head(x, f)
+        return self.head(x, latents)
 
     def _step(self, x: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
         """Run new tokens ``(B, L, E)`` of whole frames against the cache; return outputs and the grown cache.
@@ -272,8 +282,16 @@ class ActionConditionedPredictor(nn.Module):
         preds = []
         for step in range(h):
             t = tc - 1 + step
-            x = self.embed_frames(frame, cond(all_actions, t, t + 1), cond(all_proprio, t, t + 1), t0=t)  # (B, m, E)
-            x, cache = self._step(x, cache)
-            frame = self.head(x, 1)  # (B, 1, n, D)
+            frame, cache = self.step(frame, cond(all_actions, t, t + 1), cond(all_proprio, t, t + 1), t, cache)
             preds.append(frame[:, 0])
         return torch.stack(preds, dim=1)
+
+    def step(self, frame: torch.Tensor, action: torch.Tensor | None, proprio: torch.Tensor | None,
+             t: int, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+        """One cached step: frame ``t``'s latents ``(B, 1, n, D)``, its action ``(B, 1, A)`` and proprio
+        ``(B, 1, S)`` (normalised; None where the model has no such token) and the cache of frames
+        ``< t`` (None at ``t = 0``) -> (predicted latents of frame ``t + 1`` ``(B, 1, n, D)``, the cache
+        of frames ``<= t``). The building block of :meth:`rollout` and of interactive stepping."""
+        x = self.embed_frames(frame, action, proprio, t0=t)  # (B, m, E)
+        x, cache = self._step(x, cache)
+        return self.head(x, frame), cache

@@ -229,9 +229,7 @@ class ImaginedEnv(gymnasium.Env):
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, -1).to(wm.device)  # (1, 1, A)
         a = wm.stats.normalize_actions(a)  # clear error for a wrong action dimension
         prop = None if self._proprio is None else self._proprio[:, -1:]
-        x = pred.embed_frames(self._frame, a, prop, t0=self._t)  # (1, m, E)
-        x, self._cache = pred._step(x, self._cache)
-        self._frame = pred.head(x, 1)  # (1, 1, n, D) the next frame
+        self._frame, self._cache = pred.step(self._frame, a, prop, self._t, self._cache)  # (1, 1, n, D) next frame
         self._t += 1
         self._steps += 1
         dist = self._distance()

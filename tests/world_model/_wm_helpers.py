@@ -20,8 +20,8 @@ def save_tiny_epd(root, **kw):
 
 
 def tiny_predictor(action_dim=2, proprio_dim=3, depth=2, seed=0) -> ActionConditionedPredictor:
-    """A predictor whose residual branches are switched fully on (LayerScale 1e-5 at init would make
-    every block a near-identity, and the causality/cache tests vacuous)."""
+    """A predictor whose residual branches and output head are switched fully on (LayerScale 1e-5 and
+    the zero-initialised head would make it a near-identity, and the causality/cache tests vacuous)."""
     torch.manual_seed(seed)
     p = ActionConditionedPredictor(ACPredictorConfig(
         enc_dim=DIM, tokens_per_frame=N_TOKENS, action_dim=action_dim, proprio_dim=proprio_dim,
@@ -30,4 +30,7 @@ def tiny_predictor(action_dim=2, proprio_dim=3, depth=2, seed=0) -> ActionCondit
         for name, param in p.named_parameters():
             if ".ls" in name:
                 param.fill_(1.0)
+        # The residual head starts at zero (the model = copy-last); give it weights so outputs
+        # depend on the inputs.
+        torch.nn.init.normal_(p.output_proj.weight, std=0.05)
     return p.eval()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ivnext_world.world_model import block_causal_mask
+from ivnext_world.world_model import ACPredictorConfig, ActionConditionedPredictor, block_causal_mask
 
 from ._wm_helpers import DIM, N_TOKENS, tiny_predictor
 
@@ -121,3 +121,14 @@ def test_shared_context_with_per_candidate_proprio():
     out = p.rollout(z, acts, prop, context_actions=ctx_a)
     ref = p.rollout(z.expand(3, -1, -1, -1), acts, prop, context_actions=ctx_a, use_cache=False)
     assert (out - ref).abs().max() <= 1e-5
+
+
+def test_untrained_residual_predictor_is_copy_last_and_plain_one_is_not():
+    torch.manual_seed(0)
+    cfg = dict(enc_dim=DIM, tokens_per_frame=N_TOKENS, action_dim=2, proprio_dim=None, embed_dim=32, depth=1, num_heads=2)
+    z = torch.randn(2, 3, N_TOKENS, DIM)
+    a = torch.randn(2, 3, 2)
+    residual = ActionConditionedPredictor(ACPredictorConfig(**cfg))
+    assert torch.equal(residual(z, a), z)  # zero-initialised change: predicts "nothing moves"
+    plain = ActionConditionedPredictor(ACPredictorConfig(**cfg, residual=False))
+    assert not torch.allclose(plain(z, a), z, atol=1e-2)

@@ -7,7 +7,10 @@ Stages, each adding a section to ``<out>/index.html`` as soon as it finishes:
 3. Stage 1 pretraining (diffusion decoder + image-teacher alignment) on the training episodes;
 4. Stage 2 pretraining (predict the frozen Stage-1 encoder's latents);
 5. a linear probe of end-effector / object positions on held-out episodes for a random-init
-   encoder, the Stage-1 and the Stage-2 encoder.
+   encoder, the Stage-1 and the Stage-2 encoder;
+6. an action-conditioned world model on the frozen Stage-1 encoder, evaluated on held-out episodes:
+   latent error against horizon (with the copy-last baseline) and videos of ground truth beside
+   the decoded imagined rollout.
 
 Every stage resumes: re-running the command skips complete episodes and finished training runs.
 """
@@ -23,7 +26,8 @@ import numpy as np
 from .config.schema import CollectConfig, PolicyConfig, PolicyKind
 from .pretrain.run import PretrainConfig, RANDOM_TEACHER_WARNING
 from .train.loop import LoopConfig
-from .viz import Report
+from .viz import Report, plot_curves
+from .world_model.train import WMDataConfig, WorldModelTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,24 @@ def _stage_cfg(stage: int, steps: int, base_lr: float) -> PretrainConfig:
     )
 
 
+def _world_model_cfg() -> WorldModelTrainConfig:
+    return WorldModelTrainConfig(
+        encoder="${out}/stage1",
+        data=WMDataConfig(window=6),
+        loop=LoopConfig(steps=300, batch_size=8, num_workers=2, base_lr=0.1, warmup_steps=30,
+                        ckpt_every=100, log_every=10),
+        out="${out}/world_model",
+    )
+
+
+@dataclass
+class WorldModelEvalSettings:
+    horizon: int = 8  # imagined frames scored (h = 1..horizon)
+    max_windows: int = 48  # held-out windows scored
+    videos: int = 2  # ground truth | decoded imagination
+    decode_steps: int = 4  # DDIM steps per decoded frame
+
+
 @dataclass
 class DemoConfig:
     collect: CollectConfig = field(
@@ -48,6 +70,9 @@ class DemoConfig:
     stage1: PretrainConfig = field(default_factory=lambda: _stage_cfg(1, 300, 1e-3 * 16))
     stage2: PretrainConfig = field(default_factory=lambda: _stage_cfg(2, 150, 1e-4 * 16))
     probe: bool = True
+    world_model: WorldModelTrainConfig = field(default_factory=_world_model_cfg)
+    world_model_eval: WorldModelEvalSettings = field(default_factory=WorldModelEvalSettings)
+    run_world_model: bool = True
     out: str = "outputs/demo"
     sheet_episodes: int = 3  # episodes shown in the contact sheet
     sheet_frames: int = 8  # frames per episode, evenly spaced
@@ -117,10 +142,52 @@ def run_demo(cfg: DemoConfig) -> dict:
             warning=RANDOM_TEACHER_WARNING if any(s.get("warning") for s in stage_summaries.values()) else "",
         )
         report.write()
+
+    # 6. world model
+    if cfg.run_world_model:
+        results["world_model"] = world_model_stage(cfg, summary.out, train_eps, test_eps, report)
+        report.write()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     index = report.write()
     log.info("main job done: open %s", index)
     return results
+
+
+def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], test_eps: list[int], report: Report) -> dict:
+    """Train the action-conditioned world model on the training episodes; score and film it on the held-out ones."""
+    from .world_model.evaluate import EvalConfig, evaluate_world_model
+    from .world_model.train import train_world_model
+
+    wcfg = cfg.world_model
+    wcfg.encoder = cfg.stage1.out
+    wcfg.data.source, wcfg.data.episodes = data_root, train_eps
+    trained = train_world_model(wcfg)
+    plot_curves(_read_metrics(Path(wcfg.out)), Path(wcfg.out) / "loss_curve.png", title="world model")
+    ev = cfg.world_model_eval
+    result = evaluate_world_model(EvalConfig(
+        world_model=wcfg.out, data=data_root, episodes=test_eps, horizon=ev.horizon, max_windows=ev.max_windows,
+        videos=ev.videos, decode_steps=ev.decode_steps, video_format="gif", out=str(Path(wcfg.out) / "eval"),
+    ))
+    wm_l1 = result["methods"]["world_model"]["l1"]
+    cl_l1 = result["methods"]["copy_last"]["l1"]
+    table = {f"h={h}": f"{a:.4f} vs {b:.4f}" for h, a, b in zip(result["horizons"], wm_l1, cl_l1)}
+    eval_dir = Path(wcfg.out) / "eval"
+    report.add(
+        "Action-conditioned world model on held-out episodes",
+        text=f"{trained['steps']} steps on the frozen Stage-1 encoder, loss {trained['first_loss']:.4f} -> "
+             f"{trained['final_loss']:.4f}. Table: latent L1 error of the world model vs copying the last "
+             f"latent, per horizon, over {result['num_windows']} held-out windows (lower is better). "
+             "Videos: ground truth (left) beside the context frame and the decoded imagined frames (right).",
+        table=table,
+        images=[Path(wcfg.out) / "loss_curve.png", eval_dir / "error_vs_horizon.png"]
+               + [eval_dir / v for v in result["videos"]],
+    )
+    return {"train": trained, "eval": {k: result[k] for k in ("horizons", "num_windows", "methods", "world_model_beats_copy_last")}}
+
+
+def _read_metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def contact_sheet_from_dataset(root: str | Path, path: Path, episodes: int, frames: int) -> Path:

@@ -76,7 +76,10 @@ class WorldModel(nn.Module):
         extra = json.loads((ckpt / "state.json").read_text())["extra"]
         if "world_model" in extra:
             wm = extra["world_model"]
-            epd, _ = load_epd(wm["encoder_checkpoint"])
+            enc = Path(wm["encoder_checkpoint"])
+            if not enc.is_absolute():  # the run's own copy: <run>/checkpoints/step_*/ -> <run>/encoder
+                enc = ckpt.parents[1] / enc
+            epd, _ = load_epd(enc)
             predictor = ActionConditionedPredictor(ACPredictorConfig(**wm["predictor"]))
             load_weights(predictor, ckpt / "model.safetensors")
             stats = NormStats(**wm["norm_stats"]) if wm.get("norm_stats") else None

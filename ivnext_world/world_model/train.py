@@ -180,9 +180,12 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
     )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
                                     cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool)
+    snapshot_encoder(ckpt, out / ENCODER_DIR)
     extra = {"world_model": {
-        "predictor": predictor.config_dict(), "encoder_checkpoint": str(ckpt), "norm_stats": asdict(stats),
-        "pool": cfg.pool, "train_config": asdict(cfg),
+        # Relative to the run folder: the run keeps its own copy of the frozen encoder, so moving
+        # the run or deleting the pretraining run does not break WorldModel.load.
+        "predictor": predictor.config_dict(), "encoder_checkpoint": ENCODER_DIR, "encoder_source": str(ckpt),
+        "norm_stats": asdict(stats), "pool": cfg.pool, "train_config": asdict(cfg),
     }}
     trainer = Trainer(predictor, objective, dataset, cfg.loop, out, collate_fn=collate_windows, extra_state=extra)
     history = trainer.fit()
@@ -198,6 +201,38 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+ENCODER_DIR = "encoder"
+
+
+def snapshot_encoder(ckpt: Path, dest: Path) -> Path:
+    """Copy a pretraining checkpoint's weights and ``state.json`` (not its optimiser) to ``dest``.
+
+    Written into a temporary folder and renamed, so ``dest`` is complete or absent; an existing
+    copy is kept only if it holds the same weights (same size and modification-independent bytes).
+    """
+    import filecmp
+    import os
+    import shutil
+    import tempfile
+
+    from ..utils.io import fsync_dir
+
+    files = ("model.safetensors", "state.json")
+    if dest.is_dir() and all(filecmp.cmp(ckpt / f, dest / f, shallow=False) for f in files if (dest / f).exists()) \
+            and all((dest / f).exists() for f in files):
+        return dest
+    if dest.exists():
+        raise FileExistsError(f"{dest} holds a different encoder than {ckpt}: use a new out folder")
+    tmp = Path(tempfile.mkdtemp(prefix=".encoder-", dir=dest.parent))
+    for f in files:
+        shutil.copyfile(ckpt / f, tmp / f)
+        with open(tmp / f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    return dest
 
 
 def collate_windows(items: list[dict]) -> dict:

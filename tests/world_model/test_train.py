@@ -1,5 +1,6 @@
 """Action-conditioned fine-tuning on collected push data, and WorldModel.load of the run."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,23 +10,29 @@ from ivnext_world.world_model import WorldModel, WorldModelTrainConfig, train_wo
 from ivnext_world.world_model.train import WMDataConfig, WMPredictorSize
 
 
-def config(tmp_path, push_data, epd_ckpt, **kw):
+def config(tmp_path, push_data, epd_ckpt, out="wm", **kw):
     loop = LoopConfig(steps=20, batch_size=4, num_workers=0, base_lr=1.0, warmup_steps=3, ckpt_every=20,
                       log_every=5, clip_grad=1.0)
     return WorldModelTrainConfig(
         encoder=str(epd_ckpt), data=WMDataConfig(source=str(push_data), episodes=[0, 1, 2], window=4),
         predictor=WMPredictorSize(embed_dim=32, depth=1, num_heads=2, max_frames=16),
-        loop=loop, out=str(tmp_path / "wm"), **kw)
+        loop=loop, out=str(tmp_path / out), **kw)
 
 
 def test_training_reduces_the_loss_and_the_run_loads(tmp_path, push_data, epd_ckpt):
-    summary = train_world_model(config(tmp_path, push_data, epd_ckpt))
-    rows = [json.loads(line) for line in (tmp_path / "wm" / "metrics.jsonl").read_text().splitlines()]
+    epd_copy = tmp_path / "epd_copy"
+    shutil.copytree(epd_ckpt, epd_copy)
+    summary = train_world_model(config(tmp_path, push_data, epd_copy, out="train_run"))
+    rows = [json.loads(line) for line in (tmp_path / "train_run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["steps"] == 20 and {"loss_tf", "loss_rollout"} <= set(rows[0])
     first = sum(r["loss"] for r in rows[:3]) / 3
     last = sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.8 * first, (first, last)
 
+    # The run holds its own copy of the encoder: moving it and deleting the pretraining run is fine.
+    shutil.rmtree(epd_copy)
+    shutil.move(tmp_path / "train_run", tmp_path / "wm")
+    assert (tmp_path / "wm" / "encoder" / "model.safetensors").is_file()
     wm = WorldModel.load(tmp_path / "wm")
     extra = json.loads((tmp_path / "wm" / "checkpoints" / "step_00000020" / "state.json").read_text())["extra"]
     assert wm.stats.action_mean == extra["world_model"]["norm_stats"]["action_mean"]

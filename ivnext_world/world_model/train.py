@@ -37,6 +37,7 @@ class WMDataConfig:
     stride: int = 1
     frame_skip: int = 1
     camera_key: Optional[str] = None  # None: the dataset's first camera
+    cache_latents: bool = True  # encode every frame once into <out>/latents (frozen encoder, no augmentation)
 
 
 @dataclass
@@ -100,14 +101,18 @@ class WorldModelObjective:
         self.stats, self.loss, self.rollout_steps = stats, loss, rollout_steps
         self.w_tf, self.w_ro, self.pool = w_teacher_forcing, w_rollout, pool
 
-    def targets(self, frames: torch.Tensor) -> torch.Tensor:
+    def targets(self, batch: dict) -> torch.Tensor:
+        """``(B, T, n, D)`` latents: cached ones, or the frozen encoder's on ``batch["frames"]``."""
+        if "latents" in batch:
+            return batch["latents"].float()
+        frames = batch["frames"]
         self.encoder.to(frames.device).eval()
         with torch.no_grad():
-            return encode_video(self.encoder, frames, self.pool).float()  # (B, T, n, D)
+            return encode_video(self.encoder, frames, self.pool).float()
 
     def __call__(self, model: ActionConditionedPredictor, batch, generator: torch.Generator):
         model = getattr(model, "module", model)  # DDP
-        z = self.targets(batch["frames"])  # (B, T, n, D)
+        z = self.targets(batch)  # (B, T, n, D)
         a = self.stats.normalize_actions(batch["actions"]) if model.action_embed is not None else None
         s = self.stats.normalize_proprio(batch["proprio"]) if model.proprio_embed is not None else None
 
@@ -173,11 +178,21 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
             )
         log.info("copied %d pretrained predictor blocks", predictor.init_blocks_from(epd.predictor.blocks))
 
-    dataset = TrajectoryDataset(
-        cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
-        camera_key=cfg.data.camera_key, episodes=cfg.data.episodes,
-        transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
-    )
+    if cfg.data.cache_latents:
+        from ..data import LeRobotDataset
+        from .latent_cache import LatentWindowDataset, build_latent_cache
+
+        episodes = cfg.data.episodes if cfg.data.episodes is not None else LeRobotDataset(cfg.data.source).episode_indices
+        cache = build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, out / "latents",
+                                   epd.cfg.img_size, cfg.pool, cfg.data.camera_key)
+        dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
+                                      cfg.data.frame_skip)
+    else:
+        dataset = TrajectoryDataset(
+            cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
+            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes,
+            transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
+        )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
                                     cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool)
     snapshot_encoder(ckpt, out / ENCODER_DIR)
@@ -236,4 +251,4 @@ def snapshot_encoder(ckpt: Path, dest: Path) -> Path:
 
 
 def collate_windows(items: list[dict]) -> dict:
-    return {k: torch.stack([it[k] for it in items]) for k in ("frames", "actions", "proprio")}
+    return {k: torch.stack([it[k] for it in items]) for k in ("frames", "latents", "actions", "proprio") if k in items[0]}

@@ -13,8 +13,11 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 
 # Debian packages: EGL/OSMesa for MuJoCo offscreen rendering, Vulkan (lavapipe) for open3d's
-# offscreen renderer, ffmpeg for writing mp4 files. Only installed when missing, only as root.
+# offscreen renderer, ffmpeg for writing mp4 files, and a one-node SLURM (slurmctld, slurmd, client
+# tools, munge) for tests/slurm (~15 s; nothing is configured or started here: the tests do that).
+# Only installed when missing, only as root.
 apt_pkgs=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 mesa-vulkan-drivers libgomp1 ffmpeg)
+apt_pkgs+=(slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

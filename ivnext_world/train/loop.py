@@ -8,9 +8,11 @@ restored global RNG this makes an interrupted-and-resumed run bit-identical to a
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +33,17 @@ Objective = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tenso
 
 class NonFiniteLossError(RuntimeError):
     """Too many steps produced a NaN/inf loss or gradient."""
+
+
+class Preempted(RuntimeError):
+    """``fit`` stopped early because :data:`STOP` was set; the last finished step is checkpointed."""
+
+
+# Set from a signal handler (SLURM preemption / time limit, see ivnext_world.launch): the loop writes
+# a checkpoint at the end of the current step and raises Preempted. A handler cannot save by itself:
+# it interrupts the main thread mid-step, where model, optimiser and schedule disagree.
+STOP = threading.Event()
+IN_LOOP = threading.Event()  # set while fit() is stepping, i.e. while STOP will be acted on
 
 
 @dataclass
@@ -54,6 +67,25 @@ class LoopConfig:
     max_nonfinite: int = 20  # skipped steps tolerated before aborting
     seed: int = 0
     resume: bool = True  # continue from the newest complete checkpoint in out/checkpoints
+    parallel: str = "ddp"  # with >1 process: "ddp" (a replica per rank) or "fsdp" (sharded: models that do not fit one GPU)
+
+
+class ObjectiveModule(torch.nn.Module):
+    """``objective(model, batch, generator)`` as the forward of a module, for DDP and FSDP to wrap.
+
+    Objectives call the model's parts (``model.encoder``, ``model.predictor``) rather than its
+    ``forward``. DDP only synchronises gradients of a backward that follows *its* forward, and FSDP
+    only gathers the root's parameters in the root's forward, so the parallel wrapper must sit
+    around the whole objective: this module's forward.
+    """
+
+    def __init__(self, model: torch.nn.Module, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, batch, generator: torch.Generator):
+        return self.objective(self.model, batch, generator)
 
 
 def scaled_lr(base_lr: float, global_batch: int) -> float:
@@ -99,6 +131,13 @@ class Trainer:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.is_main = self.rank == 0
         self.model = model.to(self.device)
+        if cfg.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {cfg.parallel!r}")
+        self.fsdp = cfg.parallel == "fsdp" and self.world_size > 1
+        if self.fsdp:  # before the optimiser is built: sharding replaces the parameters
+            from .fsdp import shard
+
+            self._fsdp_step = shard(ObjectiveModule(self.model, objective))
         self.objective = objective
         self.dataset = SeededDataset(dataset, cfg.seed)
         self.collate_fn = collate_fn
@@ -128,7 +167,12 @@ class Trainer:
         ckpt = latest_checkpoint(self.ckpt_dir) if self.cfg.resume else None
         if ckpt is None:
             return False
-        state = load_checkpoint(ckpt, self.model, self.optimizer)
+        if self.fsdp:
+            from .fsdp import FullModelView, FullOptimizerView
+
+            state = load_checkpoint(ckpt, FullModelView(self.model), FullOptimizerView(self.model, self.optimizer))
+        else:
+            state = load_checkpoint(ckpt, self.model, self.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         self.step, self.data_pos = state.step, dict(state.data)
         self.nonfinite = int(state.extra.get("nonfinite", 0))
@@ -137,11 +181,17 @@ class Trainer:
         return True
 
     def save(self) -> Path | None:
+        model, optimizer = self.model, self.optimizer
+        if self.fsdp:  # gathering full state dicts is collective: every rank takes part, rank 0 writes
+            from .fsdp import FullModelView, FullOptimizerView, Snapshot
+
+            model = Snapshot(FullModelView(self.model).gather())
+            optimizer = Snapshot(FullOptimizerView(self.model, self.optimizer).gather())
         if not self.is_main:
             return None
         extra = {**self.extra_state, "nonfinite": self.nonfinite, "loop": asdict(self.cfg)}
         state = TrainState(step=self.step, data=self.data_pos, scheduler=self.scheduler.state_dict(), extra=extra)
-        return save_checkpoint(self.ckpt_dir, self.model, self.optimizer, state, keep_last=self.cfg.keep_last)
+        return save_checkpoint(self.ckpt_dir, model, optimizer, state, keep_last=self.cfg.keep_last)
 
     def _loader(self) -> DataLoader:
         sampler = ResumableSampler(
@@ -173,21 +223,37 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> list[dict[str, float]]:
         """Train until ``cfg.steps`` (or, for tests and preemption drills, ``stop_after`` more steps)."""
         self.maybe_resume()
-        model = self.model
-        if self.world_size > 1:
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if self.cfg.compile:
-            model = torch.compile(model)
-        model.train()
+        model = torch.compile(self.model) if self.cfg.compile else self.model
+        if self.fsdp:
+            step = self._fsdp_step
+        elif self.world_size > 1:
+            # find_unused_parameters: a stage's objective may leave parts of the model out (e.g. heads of unused losses).
+            step = torch.nn.parallel.DistributedDataParallel(
+                ObjectiveModule(model, self.objective), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        else:
+            step = functools.partial(self.objective, model)
+        self.model.train()
         writer = self._tensorboard()
         end = self.cfg.steps if stop_after is None else min(self.cfg.steps, self.step + stop_after)
         bar = tqdm(total=self.cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.is_main, dynamic_ncols=True)
         batches = self._batches()
         t0 = time.perf_counter()
+        IN_LOOP.set()
+        try:
+            self._steps(step, writer, bar, batches, end, t0)
+        finally:
+            IN_LOOP.clear()
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return self.history
+
+    def _steps(self, step, writer, bar, batches, end: int, t0: float) -> None:
         while self.step < end:
             batch = _to_device(next(batches), self.device)
             gen = torch.Generator(device=self.device).manual_seed(mix_seed(self.cfg.seed, self.step, self.rank))
-            metrics = self._train_step(model, batch, gen)
+            metrics = self._train_step(step, batch, gen)
             self.step += 1
             bar.update()
             if metrics is not None:
@@ -195,17 +261,25 @@ class Trainer:
                 self._log(writer, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             t0 = time.perf_counter()
-            if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
+            stop = self.step < end and self._stop_requested()
+            if stop or self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
                 self.save()
-        bar.close()
-        if writer is not None:
-            writer.close()
-        return self.history
+            if stop:
+                raise Preempted(f"stopped on request after step {self.step}; checkpoint in {self.ckpt_dir}")
 
-    def _train_step(self, model, batch, gen) -> dict[str, float] | None:
+    def _stop_requested(self) -> bool:
+        stop = STOP.is_set()
+        if self.world_size > 1:  # all ranks must stop after the same step, or DDP would hang
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+    def _train_step(self, step, batch, gen) -> dict[str, float] | None:
+        """``step(batch, gen) -> (loss, metrics)``: the objective, bound to the model or wrapped by DDP/FSDP."""
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
-            loss, metrics = self.objective(model, batch, gen)
+            loss, metrics = step(batch, gen)
         finite = bool(torch.isfinite(loss))
         if finite:
             loss.backward()

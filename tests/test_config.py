@@ -65,3 +65,10 @@ def test_cli_rejects_unknown_key_before_doing_work(tmp_path):
 def test_schema_dataclass_defaults_are_documented_values():
     c = CollectConfig()
     assert c.workers >= 0 and c.episodes > 0 and c.env.image_size > 0
+
+
+def test_free_form_dict_fields_take_new_keys_but_typed_fields_do_not():
+    cfg = load_config("pretrain", ["+model.encoder_kwargs.embed_dim=48", "+model.encoder_kwargs.depth=2"])
+    assert cfg.model.encoder_kwargs == {"embed_dim": 48, "depth": 2}
+    with pytest.raises(Exception, match="embed_dimm"):
+        load_config("pretrain", ["+model.embed_dimm=48"])

@@ -18,6 +18,9 @@ _SCHEMAS = {
     "demo": "ivnext_world.pipeline:DemoConfig",
     "pretrain": "ivnext_world.pretrain.run:PretrainConfig",
     "world_model": "ivnext_world.world_model.train:WorldModelTrainConfig",
+    "depth": "ivnext_world.probes.depth.train:DepthProbeConfig",
+    "plan_eval": "ivnext_world.planning.evaluate:PlanEvalConfig",
+    "bc": "ivnext_world.policies.bc:BCConfig",
 }
 
 
@@ -56,10 +59,22 @@ def validate(cfg: DictConfig, name: str) -> DictConfig:
     """
     schema = OmegaConf.structured(schema_of(name))
     OmegaConf.set_struct(schema, True)
+    _open_free_dicts(schema)
     # A plain container drops the composed nodes' schema types, which would let the added keys pass.
     user = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
     user.pop("hydra", None)
     return OmegaConf.merge(schema, user)
+
+
+def _open_free_dicts(node: DictConfig) -> None:
+    """``Dict[str, Any]`` fields (e.g. ``model.encoder_kwargs``) take any key: lift struct mode there only."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if OmegaConf.get_type(child) is dict:
+                OmegaConf.set_struct(child, False)
+            else:
+                _open_free_dicts(child)
 
 
 __all__ = [

@@ -51,6 +51,7 @@ class ACPredictorConfig:
     # so copying the last latent is a strong baseline; with a zero-initialised output projection the
     # untrained model *is* that baseline and training only has to learn the motion.
     residual: bool = True
+    layer_scale: float = 0.1  # LayerScale init of every block (0: none)
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
@@ -80,7 +81,10 @@ class ActionConditionedPredictor(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(1, cfg.max_frames, 1, e))
         self.spatial_embed = nn.Parameter(torch.zeros(1, 1, cfg.tokens_per_frame, e))
         dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-        self.blocks = nn.ModuleList(Block(e, cfg.num_heads, cfg.mlp_ratio, drop_path=dpr[i]) for i in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            Block(e, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.layer_scale or None, drop_path=dpr[i])
+            for i in range(cfg.depth)
+        )
         self.norm = RmsNorm(e, eps=1e-6)
         self.output_proj = nn.Linear(e, cfg.enc_dim)
         self.apply(init_transformer_weights)

@@ -26,7 +26,7 @@ from .predictor import ACPredictorConfig, ActionConditionedPredictor
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("l1", "l2", "cosine")
+LOSSES = ("l1", "l2", "cosine", "l1_unit")
 
 
 @dataclass
@@ -48,6 +48,9 @@ class WMPredictorSize:
     mlp_ratio: float = 4.0
     max_frames: int = 32  # longest context + horizon the time embedding covers
     drop_path: float = 0.0
+    # A shallow predictor trained from scratch: LayerScale 1e-5 (made for deep ViTs) keeps the
+    # blocks near-identity for hundreds of steps; 0.1 lets the action tokens matter early.
+    layer_scale: float = 0.1
 
 
 @dataclass
@@ -77,8 +80,19 @@ class WorldModelTrainConfig:
             raise ValueError(f"data.window - 1 = {self.data.window - 1} exceeds predictor.max_frames={self.predictor.max_frames}")
 
 
-def latent_distance(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean distance between latents ``(..., D)``: l1, l2 (MSE) or cosine (``2 - 2 cos``)."""
+def latent_distance(pred: torch.Tensor, target: torch.Tensor, kind: str, skip_tokens: int = 0) -> torch.Tensor:
+    """Mean distance between latents ``(..., D)``: l1, l2 (MSE), cosine (``2 - 2 cos``), or
+    ``l1_unit``: the L1 norm of the difference of the per-token unit vectors (mean over the patch
+    tokens; ``skip_tokens`` leading cls tokens are left out, as the evaluation leaves them out).
+
+    ``l1_unit`` measures what the evaluation and the planners compare (directions of tokens, every
+    token weighted alike, whatever its norm), and keeps L1's tolerance of the many tokens that do not
+    change from one frame to the next; on the built-in push task it is the loss that beats copying
+    the last latent (see the README).
+    """
+    if kind == "l1_unit":  # latents (..., n, D): the first skip_tokens (cls) tokens are left out
+        pred, target = pred[..., skip_tokens:, :], target[..., skip_tokens:, :]
+        return (F.normalize(pred.float(), dim=-1) - F.normalize(target.float(), dim=-1)).abs().sum(-1).mean()
     if kind == "l1":
         return F.l1_loss(pred.float(), target.float())
     if kind == "l2":
@@ -100,6 +114,7 @@ class WorldModelObjective:
         self.encoder = encoder.eval().requires_grad_(False)
         self.stats, self.loss, self.rollout_steps = stats, loss, rollout_steps
         self.w_tf, self.w_ro, self.pool = w_teacher_forcing, w_rollout, pool
+        self.skip = encoder.num_prefix_tokens
 
     def targets(self, batch: dict) -> torch.Tensor:
         """``(B, T, n, D)`` latents: cached ones, or the frozen encoder's on ``batch["frames"]``."""
@@ -123,7 +138,7 @@ class WorldModelObjective:
         loss = z.new_zeros(())
         if self.w_tf:
             pred = model(z[:, :-1], upto(a, -1), upto(s, -1))  # (B, T-1, n, D): frames 1..T-1
-            metrics["loss_tf"] = latent_distance(pred, z[:, 1:], self.loss)
+            metrics["loss_tf"] = latent_distance(pred, z[:, 1:], self.loss, self.skip)
             loss = loss + self.w_tf * metrics["loss_tf"]
         if self.w_ro and self.rollout_steps:
             seq, preds = z[:, :1], []
@@ -133,7 +148,7 @@ class WorldModelObjective:
                 out = model(seq, upto(a, k), s_k)[:, -1:]  # (B, 1, n, D): frame k
                 preds.append(out)
                 seq = torch.cat([seq, out], dim=1)
-            metrics["loss_rollout"] = latent_distance(torch.cat(preds, 1), z[:, 1:self.rollout_steps + 1], self.loss)
+            metrics["loss_rollout"] = latent_distance(torch.cat(preds, 1), z[:, 1:self.rollout_steps + 1], self.loss, self.skip)
             loss = loss + self.w_ro * metrics["loss_rollout"]
         if not metrics:
             raise ValueError("nothing to optimise: w_teacher_forcing and w_rollout (or rollout_steps) are 0")
@@ -147,7 +162,7 @@ def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: N
         action_dim=stats.action_dim if cfg.action_conditioned else None,
         proprio_dim=stats.proprio_dim if (cfg.action_conditioned and cfg.use_proprio) else None,
         embed_dim=p.embed_dim, depth=p.depth, num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
-        max_frames=p.max_frames, drop_path=p.drop_path,
+        max_frames=p.max_frames, drop_path=p.drop_path, layer_scale=p.layer_scale,
     )
     return ActionConditionedPredictor(pcfg)
 

@@ -139,10 +139,12 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     if random_teacher:
         summary["warning"] = RANDOM_TEACHER_WARNING
         log.warning(RANDOM_TEACHER_WARNING)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    from ..viz.plots import plot_curves
+    if trainer.is_main:  # every rank returns the summary; one writes it
+        from ..utils.io import atomic_write_text
+        from ..viz.plots import plot_curves
 
-    plot_curves(history, out / "loss_curve.png", title=f"Stage {cfg.stage} training loss", warning=summary.get("warning", ""))
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        plot_curves(history, out / "loss_curve.png", title=f"Stage {cfg.stage} training loss", warning=summary.get("warning", ""))
     return summary
 
 

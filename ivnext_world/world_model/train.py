@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..pretrain.epd import cosine_loss
 from ..pretrain.run import load_epd, resolve_checkpoint
 from ..train import LoopConfig, Trainer, latest_checkpoint
+from ..utils.io import atomic_write_text
 from .latents import NormStats, encode_video, tokens_per_frame
 from .predictor import ACPredictorConfig, ActionConditionedPredictor
 
@@ -198,8 +200,11 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         from .latent_cache import LatentWindowDataset, build_latent_cache
 
         episodes = cfg.data.episodes if cfg.data.episodes is not None else LeRobotDataset(cfg.data.source).episode_indices
-        cache = build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, out / "latents",
-                                   epd.cfg.img_size, cfg.pool, cfg.data.camera_key)
+        cache = out / "latents"
+        if _is_main():  # one writer; the other ranks wait for the finished cache
+            build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
+                               epd.cfg.img_size, cfg.pool, cfg.data.camera_key)
+        _barrier()
         dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
                                       cfg.data.frame_skip)
     else:
@@ -210,7 +215,9 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
                                     cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool)
-    snapshot_encoder(ckpt, out / ENCODER_DIR)
+    if _is_main():
+        snapshot_encoder(ckpt, out / ENCODER_DIR)
+    _barrier()
     extra = {"world_model": {
         # Relative to the run folder: the run keeps its own copy of the frozen encoder, so moving
         # the run or deleting the pretraining run does not break WorldModel.load.
@@ -229,8 +236,18 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         "nonfinite_steps": trainer.nonfinite,
         "data_failures": dict(dataset.failures),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if trainer.is_main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
 
 
 ENCODER_DIR = "encoder"

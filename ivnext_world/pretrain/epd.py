@@ -29,6 +29,11 @@ class EPDConfig:
     predictor_dim: int = 192  # paper: 1024 (ModernBERT-large width)
     predictor_depth: int = 2  # paper: 5
     predictor_heads: int = 3
+    # LayerScale init of the predictor's blocks (0: none). The paper's predictor is a plain
+    # transformer (ModernBERT layers, no LayerScale). With the encoder's 1e-5 the mask tokens see the
+    # visible tokens only through attention scaled by 1e-5, so the reconstruction loss barely reaches
+    # the encoder in a short run.
+    predictor_layer_scale: float = 0.0
     decoder: str = "diffusion"  # "diffusion" | "linear" (ablation) | "none" (alignment only / Stage 2)
     decoder_width: int = 256  # paper's best: 1536
     decoder_depth: int = 3  # paper's best: 6
@@ -56,7 +61,7 @@ class EPDModel(nn.Module):
         self.predictor = Predictor(
             enc_dim=enc.embed_dim, embed_dim=cfg.predictor_dim, depth=cfg.predictor_depth,
             num_heads=cfg.predictor_heads, grid_size=grid, num_cls_tokens=enc.num_prefix_tokens,
-            grad_checkpointing=cfg.grad_checkpointing,
+            init_values=cfg.predictor_layer_scale or None, grad_checkpointing=cfg.grad_checkpointing,
         )
         patch_dim = 3 * cfg.tubelet_size * cfg.patch_size**2
         self.decoder: nn.Module | None = None
@@ -87,7 +92,8 @@ def build_epd(cfg: EPDConfig | dict) -> EPDModel:
         unknown = set(cfg) - set(EPDConfig.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown EPDConfig keys {sorted(unknown)}: checkpoint from another model or version?")
-        cfg = EPDConfig(**cfg)
+        # Checkpoints written before the key existed had LayerScale 1e-5 in the predictor.
+        cfg = EPDConfig(**{"predictor_layer_scale": 1e-5, **cfg})
     return EPDModel(cfg)
 
 

@@ -89,3 +89,14 @@ def test_pretrain_yaml_is_typed():
         load_config("pretrain", ["model.decoder_dept=4"])
     with pytest.raises(Exception, match="base_lr"):
         load_config("pretrain", ["loop.base_lr=fast"])
+
+
+def test_checkpoint_configs_from_before_predictor_layer_scale_still_build():
+    from ivnext_world.pretrain import EPDConfig, build_epd
+
+    cfg = {k: v for k, v in vars(EPDConfig(img_size=28, num_frames=2, encoder_kwargs={"embed_dim": 32, "depth": 1, "num_heads": 2, "pool_num_heads": 2}, predictor_dim=32, predictor_depth=1, predictor_heads=2, decoder="none")).items()
+           if k != "predictor_layer_scale"}
+    legacy = build_epd(cfg)
+    assert any(".ls1." in k for k in legacy.predictor.state_dict())  # LayerScale 1e-5, as those runs had
+    fresh = build_epd({**cfg, "predictor_layer_scale": 0.0})
+    assert not any(".ls1." in k for k in fresh.predictor.state_dict())

@@ -136,6 +136,37 @@ class CameraObservationAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         self.camera.close()
         super().close()
 
+    # Reacher-v5's links: upper arm 0.1 m, forearm to the fingertip centre 0.11 m (reacher.xml).
+    REACHER_LINKS = (0.1, 0.11)
+
+    def goal_joint_angles(self) -> np.ndarray:
+        """Reacher only: joint angles (2,) rad that put the fingertip on the target (analytic
+        two-link IK, the solution nearer the current angles)."""
+        from envs.goals import two_link_ik
+
+        if self.config.gym_id != "Reacher-v5":
+            raise NotImplementedError(f"goal configuration is defined for Reacher-v5 only, not {self.config.gym_id}")
+        data = self.env.unwrapped.data
+        base = data.xpos[self.env.unwrapped.model.body("body0").id][:2]
+        target = data.xpos[self._goal][:2] - base
+        return two_link_ik(target, *self.REACHER_LINKS, near=data.qpos[self._qpos_idx])
+
+    def render_goal(self) -> dict[str, np.ndarray]:
+        """Observation dictionary with the arm's fingertip on the target (Reacher only); the simulator
+        state is left exactly as it was."""
+        from envs.goals import rendered_state
+
+        q = self.goal_joint_angles()
+        sim, last = self.env.unwrapped, self._last_rgb
+
+        def pose(data):
+            data.qpos[self._qpos_idx] = q
+
+        try:
+            return rendered_state(sim.model, sim.data, pose, self._observe)
+        finally:
+            self._last_rgb = last
+
     def _observe(self) -> dict[str, np.ndarray]:
         sim = self.env.unwrapped
         data = sim.data

@@ -51,6 +51,14 @@ class PushEnv(TabletopEnv):
     def _task_info(self) -> dict[str, Any]:
         return {"object_pos": self.data.xpos[self._puck_body].copy()}
 
+    def _pose_goal(self, data) -> None:
+        """Puck on the goal, fingertip resting behind it on the line it was pushed along."""
+        puck, goal = self.puck_xy, self.goal_xy
+        u = (goal - puck) / max(float(np.linalg.norm(goal - puck)), 1e-9)
+        data.qpos[self._puck_qpos:self._puck_qpos + 7] = [*goal, 0.02, 1.0, 0.0, 0.0, 0.0]
+        gap = self._puck_radius + self._ee_radius + 0.015
+        data.qpos[self._ee_qpos] = np.clip(goal - gap * u, -self.WORKSPACE, self.WORKSPACE)
+
     def expert_action(self) -> np.ndarray:
         """Scripted pusher, a function of the current state only (no memory).
 

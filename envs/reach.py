@@ -30,6 +30,9 @@ class ReachEnv(TabletopEnv):
     def _task_distance(self) -> float:
         return float(np.linalg.norm(self.ee_xy - self.goal_xy))
 
+    def _pose_goal(self, data) -> None:
+        data.qpos[self._ee_qpos] = self.goal_xy  # fingertip on the marker
+
     def expert_action(self) -> np.ndarray:
         """Proportional controller straight to the goal, at most full speed."""
         return self._action_toward(self.goal_xy)

@@ -107,6 +107,21 @@ class TabletopEnv(MujocoEnv):
         """A scripted expert's action (2,) float32 from privileged simulator state."""
         raise NotImplementedError
 
+    def _pose_goal(self, data: mujoco.MjData) -> None:
+        """Puts the scene in its solved configuration (edits ``data.qpos``), for ``render_goal``."""
+        raise NotImplementedError
+
+    def render_goal(self) -> dict[str, np.ndarray]:
+        """Observation dictionary of the solved task (the goal image for goal-conditioned planning),
+        rendered from the current episode's layout; the simulator state is left exactly as it was."""
+        from envs.goals import rendered_state
+
+        last = self._last_rgb
+        try:
+            return rendered_state(self.model, self.data, self._pose_goal, self._get_obs)
+        finally:
+            self._last_rgb = last
+
     # ------------------------------------------------------------------------ state accessors
     @property
     def ee_xy(self) -> np.ndarray:

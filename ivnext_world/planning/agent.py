@@ -1,0 +1,109 @@
+"""A goal-image-conditioned agent: world model + objective + planner under MPC, one env action at a time.
+
+    agent = PlanningAgent(wm, CEM(), env.action_space)
+    agent.reset(goal_rgb)                     # (H, W, 3) uint8 image of the solved task
+    action = agent(obs)                       # obs dict with "rgb" (and "proprio") -> raw action (A,)
+
+At each replan the current frame (and up to ``context_frames - 1`` earlier ones, with the actions
+taken between them) is encoded, every candidate action sequence is rolled out in one batched,
+KV-cached ``WorldModel.rollout`` and scored against the goal latents. ``imagined`` holds the latents
+the chosen plan leads to (for videos).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .base import Planner
+from .mpc import MPC
+from .objectives import LatentGoalCost, Objective
+from .problem import WorldModelDynamics, make_cost
+
+__all__ = ["ObjectiveConfig", "PlanningAgent"]
+
+
+@dataclass
+class ObjectiveConfig:
+    norm: str = "l1"  # l1 (V-JEPA 2-AC) | l2 (DINO-WM)
+    frames: str = "last"  # last (DINO-WM) | all
+    tokens: str = "all"  # all | cls | patch
+
+
+class PlanningAgent:
+    """Args:
+        wm: an action-conditioned WorldModel.
+        planner: any Planner (its horizon is the plan length).
+        action_space: the env's Box action space (raw units); its bounds become the planner's box.
+        objective: how imagined latents are scored against the goal (or a callable
+            ``goal_latents (n, D) -> Objective`` for a custom objective).
+        execute: actions executed per plan (MPC).
+        context_frames: observed frames given to the world model as context.
+        seed: planner sampling seed.
+    """
+
+    def __init__(self, wm, planner: Planner, action_space, objective: ObjectiveConfig | None = None,
+                 execute: int = 1, context_frames: int = 1, seed: int = 0):
+        self.wm, self.planner, self.context_frames = wm, planner, context_frames
+        self.objective_cfg = objective or ObjectiveConfig()
+        stats = wm.stats
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.bounds = WorldModelDynamics.bounds_of(stats, low, high)
+        self.low, self.high = action_space.low, action_space.high
+        self.mpc = MPC(planner, self.bounds, execute=execute, seed=seed)
+        self.objective: Objective | None = None
+        self.imagined: torch.Tensor | None = None  # (H, n, D) latents of the current plan
+
+    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
+        frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None, None]  # (1, 1, 3, H, W)
+        return self.wm.encode(frames)[0, 0]  # (n, D)
+
+    def reset(self, goal_rgb: np.ndarray) -> None:
+        self.goal = self._encode(goal_rgb)  # (n, D)
+        cfg = self.objective_cfg
+        if callable(cfg):
+            self.objective = cfg(self.goal)
+        else:
+            self.objective = LatentGoalCost(self.goal, cfg.norm, cfg.frames, cfg.tokens, self.wm.num_prefix_tokens)
+        self.mpc.reset()
+        self._latents: deque = deque(maxlen=self.context_frames)
+        self._proprio: deque = deque(maxlen=self.context_frames)
+        self._actions: deque = deque(maxlen=max(self.context_frames - 1, 0))
+        self.imagined = None
+
+    @property
+    def num_plans(self) -> int:
+        return self.mpc.num_plans
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        if self.objective is None:
+            raise RuntimeError("call reset(goal_rgb) before acting")
+        replanning = self.mpc.needs_plan
+        if replanning or self.context_frames > 1:
+            self._latents.append(self._encode(obs["rgb"]))
+            self._proprio.append(torch.as_tensor(obs["proprio"], dtype=torch.float32))
+        dyn_holder = {}
+
+        def cost_now():
+            ctx = torch.stack(list(self._latents))[None]  # (1, Tc, n, D)
+            prop = torch.stack(list(self._proprio))[None]  # (1, Tc, S)
+            tc = ctx.shape[1]
+            acts = torch.stack(list(self._actions)[-(tc - 1):])[None] if tc > 1 else None  # (1, Tc-1, A)
+            dyn = WorldModelDynamics(self.wm, ctx, prop, acts)
+            dyn_holder["dyn"] = dyn
+            return make_cost(dyn, self.objective, dyn.to_raw)
+
+        u = self.mpc.act(cost_now)
+        if "dyn" in dyn_holder:  # a new plan: keep what it imagines (one extra 1-candidate rollout)
+            dyn = dyn_holder["dyn"]
+            with torch.no_grad():
+                self.imagined = dyn(self.mpc.last.actions[None])[0]  # (H, n, D)
+        raw = self.wm.stats.denormalize_actions(u).numpy()
+        raw = np.clip(raw, self.low, self.high).astype(np.float32)
+        if self.context_frames > 1:
+            self._actions.append(torch.as_tensor(raw))
+        return raw

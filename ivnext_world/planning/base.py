@@ -1,0 +1,96 @@
+"""The one planner interface: a batched cost over action sequences in, the best sequence out.
+
+Every planner (:class:`~.cem.CEM`, :class:`~.mppi.MPPI`, :class:`~.gradient.GradientPlanner`)
+minimises ``cost_fn(actions (K, H, A)) -> (K,)`` over action sequences inside a box. It never sees
+a world model: ``cost_fn`` is any batched callable (a world model rolled out and scored by an
+objective, see :class:`~.problem.LatentPlanningProblem`, or an analytic system in the tests), so
+the same code is tested on problems with a known optimum. The gradient planner also needs
+``cost_fn`` to be differentiable.
+
+Convention: planners work in the *checkpoint's normalised action space* (``(a - mean) / std`` with
+the statistics stored in the world-model checkpoint), where the data's actions have unit spread
+and ``N(0, 1)`` is a sensible initial search distribution; :class:`Bounds` holds the environment's
+action box mapped into that space.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+__all__ = ["Bounds", "CostFn", "PlanResult", "Planner"]
+
+CostFn = Callable[[torch.Tensor], torch.Tensor]  # (K, H, A) -> (K,)
+
+
+@dataclass
+class Bounds:
+    """Per-dimension box ``low <= a <= high``, each ``(A,)``, in the planner's action space."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    def __post_init__(self):
+        self.low = torch.as_tensor(self.low, dtype=torch.float32)
+        self.high = torch.as_tensor(self.high, dtype=torch.float32)
+        if self.low.shape != self.high.shape or self.low.dim() != 1:
+            raise ValueError(f"low/high must both be (A,), got {tuple(self.low.shape)} and {tuple(self.high.shape)}")
+        if not bool((self.low < self.high).all()):
+            raise ValueError(f"every low must be < high, got low={self.low.tolist()} high={self.high.tolist()}")
+
+    @property
+    def dim(self) -> int:
+        return self.low.numel()
+
+    @property
+    def center(self) -> torch.Tensor:
+        return (self.low + self.high) / 2
+
+    def clamp(self, a: torch.Tensor) -> torch.Tensor:
+        """``(..., A)`` -> the same, projected into the box."""
+        return torch.maximum(torch.minimum(a, self.high.to(a)), self.low.to(a))
+
+    @staticmethod
+    def symmetric(dim: int, limit: float = 1.0) -> "Bounds":
+        return Bounds(torch.full((dim,), -limit), torch.full((dim,), limit))
+
+
+@dataclass
+class PlanResult:
+    """``actions (H, A)``: the best sequence found (planner space, inside the bounds); ``cost``: its
+    cost; ``mean (H, A)``: the final search mean (what MPC warm-starts from; the best sequence for the
+    gradient planner); ``history``: best cost after each iteration."""
+
+    actions: torch.Tensor
+    cost: float
+    mean: torch.Tensor
+    history: list[float] = field(default_factory=list)
+
+
+class Planner(Protocol):
+    """``plan(cost_fn, horizon, bounds, init=None) -> PlanResult``; ``init (H, A)`` warm-starts the search."""
+
+    horizon: int
+
+    def plan(self, cost_fn: CostFn, bounds: Bounds, init: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> PlanResult: ...
+
+
+def initial_mean(horizon: int, bounds: Bounds, init: torch.Tensor | None) -> torch.Tensor:
+    """Warm start ``(H, A)``: ``init`` (clamped; a shorter one is padded with its last row) or the box centre."""
+    if init is None:
+        return bounds.center.expand(horizon, -1).clone()
+    init = torch.as_tensor(init, dtype=torch.float32)
+    if init.dim() != 2 or init.shape[1] != bounds.dim:
+        raise ValueError(f"init must be (H, {bounds.dim}), got {tuple(init.shape)}")
+    if init.shape[0] < horizon:
+        init = torch.cat([init, init[-1:].expand(horizon - init.shape[0], -1)])
+    return bounds.clamp(init[:horizon].clone())
+
+
+def check_costs(costs: torch.Tensor, k: int) -> torch.Tensor:
+    if costs.shape != (k,):
+        raise ValueError(f"cost_fn must return one cost per candidate, shape ({k},), got {tuple(costs.shape)}")
+    # A NaN candidate (e.g. a diverged rollout) must never win: rank it last.
+    return torch.nan_to_num(costs.detach().float(), nan=float("inf"))

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     print("horizon " + " ".join(f"{name:>17}" for name in m) + "   (latent L1, normalised patch tokens)")
     for i, h in enumerate(result["horizons"]):
         print(f"{h:7d} " + " ".join(f"{'-' if v['l1'][i] is None else format(v['l1'][i], '.4f'):>17}" for v in m.values()))
+    sens = result.get("action_sensitivity") or []
+    if any(v is not None for v in sens):
+        print("action sensitivity (swapped actions' effect / true change), h=1..: "
+              + " ".join("-" if v is None else f"{v:.3f}" for v in sens))
     print(json.dumps({"out": args["out"], "num_windows": result["num_windows"], "videos": result["videos"]}))
     # Nothing is returned: the console-script wrapper calls sys.exit(main()), and a returned dict
     # would make a successful run exit with status 1.

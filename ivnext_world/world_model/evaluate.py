@@ -112,6 +112,7 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
     sums = {m: {"l1": torch.zeros(h), "cosine": torch.zeros(h)} for m in METHODS}
     raw = {m: torch.zeros(h) for m in ("world_model", "copy_last")}
     video_windows, episodes = [], set()
+    sens, sens_n = torch.zeros(h), 0
     for lo in range(0, len(picks), cfg.batch_size):
         items = [ds[i] for i in picks[lo:lo + cfg.batch_size]]
         episodes.update(int(it["episode_index"]) for it in items)
@@ -125,6 +126,13 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
                                   context_actions=acts[:, :c - 1] if c > 1 else None).cpu()
         else:
             imagined = wm.rollout(ctx, horizon=h).cpu()
+        if wm.action_conditioned and len(items) > 1:
+            # Same contexts, actions of the neighbouring window: how much do the actions matter?
+            swap = torch.roll(torch.arange(len(items)), 1)
+            other = wm.rollout(ctx, acts[swap, c - 1:c - 1 + h], proprio=prop[:, :c],
+                               context_actions=acts[:, :c - 1] if c > 1 else None).cpu()
+            sens += horizon_errors(normalized_patch_latents(other, p), normalized_patch_latents(imagined, p))["l1"]
+            sens_n += len(items)
         baseline = copy_last(ctx, h)
         truth_n = normalized_patch_latents(truth, p)
         preds = {"world_model": imagined, "copy_last": baseline}
@@ -156,6 +164,9 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
         "space": "L2-normalised patch tokens (cls dropped); l1 = mean |diff| per element, cosine = mean per token",
         "methods": methods,
         "world_model_beats_copy_last": [a < b for a, b in zip(wm_l1, cl_l1)],
+        # l1 between imagined futures under the window's own actions and under another window's,
+        # divided by copy-last's error (how far the true future moves): ~0 = the model ignores actions.
+        "action_sensitivity": [float(v / sens_n) / cl if sens_n and cl else None for v, cl in zip(sens, cl_l1)],
         "config": asdict(cfg),
     }
     (out / "errors.json").write_text(json.dumps(result, indent=2))

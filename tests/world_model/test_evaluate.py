@@ -44,6 +44,7 @@ def test_evaluation_end_to_end(tmp_path, wm_run, push_data, epd_ckpt):
     saved = json.loads((out / "errors.json").read_text())
     assert saved["videos"] == ["rollout_00.gif"] and (out / "rollout_00.gif").stat().st_size > 0
     assert saved["horizons"] == [1, 2, 3, 4] and saved["episodes"] == [3]
+    assert len(saved["action_sensitivity"]) == 4 and all(0 <= v < 1e3 for v in saved["action_sensitivity"])
     m = saved["methods"]
     for name in ("world_model", "copy_last"):
         assert all(v is not None and v == v and abs(v) < 1e3 for k in ("l1", "cosine", "l1_raw") for v in m[name][k])

@@ -10,7 +10,12 @@ Stages, each adding a section to ``<out>/index.html`` as soon as it finishes:
    encoder, the Stage-1 and the Stage-2 encoder;
 6. an action-conditioned world model on the frozen Stage-1 encoder, evaluated on held-out episodes:
    latent error against horizon (with the copy-last baseline) and videos of ground truth beside
-   the decoded imagined rollout.
+   the decoded imagined rollout;
+7. depth probes on frozen features (random init, Stage 1, Stage 2) against the rendered metric
+   depth of held-out episodes, with depth maps, point clouds and depth of imagined futures;
+8. planning on the reach task: reach episodes are collected, a world model is trained on them
+   (frozen Stage-1 encoder), and CEM-MPC with goal images is scored in the simulator against the
+   random policy and the scripted expert, with an episode video.
 
 Every stage resumes: re-running the command skips complete episodes and finished training runs.
 """
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config.schema import CollectConfig, PolicyConfig, PolicyKind
+from .config.schema import CollectConfig, EnvConfig, PolicyConfig, PolicyKind, Task
 from .pretrain.run import PretrainConfig, RANDOM_TEACHER_WARNING
 from .train.loop import LoopConfig
 from .viz import Report, plot_curves
@@ -51,6 +56,32 @@ def _world_model_cfg() -> WorldModelTrainConfig:
     )
 
 
+def _reach_world_model_cfg() -> WorldModelTrainConfig:
+    from .world_model.train import WMPredictorSize
+
+    # Pooled 2x2 latents and a small predictor: planning evaluates thousands of imagined steps per
+    # action, and this runs on a CPU. (Pooled latents cannot be decoded: videos show the nearest
+    # training frame instead.)
+    return WorldModelTrainConfig(
+        encoder="${out}/stage1", pool=2, data=WMDataConfig(window=6),
+        predictor=WMPredictorSize(embed_dim=128, depth=3, num_heads=4),
+        loop=LoopConfig(steps=300, batch_size=8, num_workers=0, base_lr=0.1, warmup_steps=30,
+                        ckpt_every=100, log_every=10),
+        out="${out}/world_model_reach",
+    )
+
+
+@dataclass
+class PlanningSettings:
+    enabled: bool = True
+    collect: CollectConfig = field(default_factory=lambda: CollectConfig(
+        env=EnvConfig(task=Task.reach), policy=PolicyConfig(kind=PolicyKind.expert, noise_std=1.0), episodes=30,
+        out="${out}/data_reach"))
+    world_model: WorldModelTrainConfig = field(default_factory=_reach_world_model_cfg)
+    episodes: int = 4  # seeded evaluation episodes (seeds never used for the training data)
+    planner: str = "cem"  # cem | mppi | gradient
+
+
 @dataclass
 class WorldModelEvalSettings:
     horizon: int = 8  # imagined frames scored (h = 1..horizon)
@@ -73,6 +104,9 @@ class DemoConfig:
     world_model: WorldModelTrainConfig = field(default_factory=_world_model_cfg)
     world_model_eval: WorldModelEvalSettings = field(default_factory=WorldModelEvalSettings)
     run_world_model: bool = True
+    depth_probe: bool = True
+    planning: PlanningSettings = field(default_factory=PlanningSettings)
+    depth_steps: int = 150  # training steps of each encoder's linear depth probe
     out: str = "outputs/demo"
     sheet_episodes: int = 3  # episodes shown in the contact sheet
     sheet_frames: int = 8  # frames per episode, evenly spaced
@@ -147,6 +181,29 @@ def run_demo(cfg: DemoConfig) -> dict:
     if cfg.run_world_model:
         results["world_model"] = world_model_stage(cfg, summary.out, train_eps, test_eps, report)
         report.write()
+    # 7. depth
+    if cfg.depth_probe:
+        from .probes.depth import run_depth_probe
+
+        encoders = {"random init": None, **{f"Stage {k}": v["checkpoint"] for k, v in stage_summaries.items()}}
+        depth = run_depth_probe(encoders, summary.out, train_eps, test_eps, out / "depth", steps=cfg.depth_steps,
+                                world_model=cfg.world_model.out if cfg.run_world_model else None,
+                                imagine_encoder="Stage 1")
+        results["depth"] = {"rows": depth["rows"], "imagined": depth["imagined"]}
+        report.add(
+            "Depth probes on frozen features, held-out episodes (rendered metric depth as truth)",
+            text=f"A linear head per encoder, {cfg.depth_steps} steps (Probe3D loss). 'moving pixels' scores only "
+                 "pixels whose depth differs from the training episodes' mean depth map (the arm and the puck): "
+                 "with a fixed camera, whole-image numbers mostly measure the static table. Then: depth maps, "
+                 "point clouds (open3d), and the Stage-1 probe applied to the world model's imagined latents.",
+            table=depth["table"], images=depth["images"],
+            warning=RANDOM_TEACHER_WARNING if any(s.get("warning") for s in stage_summaries.values()) else "",
+        )
+        report.write()
+    # 8. planning
+    if cfg.planning.enabled:
+        results["planning"] = planning_stage(cfg, report)
+        report.write()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     index = report.write()
     log.info("main job done: open %s", index)
@@ -183,6 +240,34 @@ def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], tes
                + [eval_dir / v for v in result["videos"]],
     )
     return {"train": trained, "eval": {k: result[k] for k in ("horizons", "num_windows", "methods", "world_model_beats_copy_last")}}
+
+
+def planning_stage(cfg: DemoConfig, report: Report) -> dict:
+    """Reach data -> reach world model on the frozen Stage-1 encoder -> CEM-MPC in the simulator."""
+    from .planning.evaluate import run_planning_eval
+    from .sim import collect
+    from .world_model.train import train_world_model
+
+    pc = cfg.planning
+    data = collect(pc.collect)
+    wcfg = pc.world_model
+    wcfg.encoder, wcfg.data.source = cfg.stage1.out, data.out
+    trained = train_world_model(wcfg)
+    res = run_planning_eval(wcfg.out, task="reach", episodes=pc.episodes, out_dir=Path(cfg.out) / "planning",
+                            planner=pc.planner, seed=pc.collect.seed + 10_000)
+    table = {f"{pc.planner.upper()}-MPC on the world model": f"{res['success_rate']:.0%}",
+             "random policy": f"{res['baselines']['random']:.0%}",
+             "scripted expert": f"{res['baselines']['expert']:.0%}"}
+    report.add(
+        "Planning on the reach task (success rate in the simulator)",
+        text=f"World model: {trained['steps']} steps on {data.episodes} noisy-expert reach episodes, frozen Stage-1 "
+             f"encoder, pooled latents. {pc.episodes} evaluation episodes, each with a goal image rendered from its "
+             "goal configuration; the planner minimises the latent distance of the imagined end state to the goal "
+             "image. Video: observation | goal | imagined end of the plan (nearest training frame).",
+        table=table, images=[res["video"]] if res["video"] and str(res["video"]).endswith(".gif") else [],
+        videos=[res["video"]] if res["video"] and not str(res["video"]).endswith(".gif") else [],
+    )
+    return {"world_model": trained, "success_rate": res["success_rate"], "baselines": res["baselines"]}
 
 
 def _read_metrics(run: Path) -> list[dict]:

@@ -14,19 +14,25 @@ def test_main_job_end_to_end(tmp_path):
         "collect.env.max_episode_steps=24", "stage1.loop.steps=4", "stage2.loop.steps=2",
         "stage1.loop.batch_size=2", "stage2.loop.batch_size=2", "sheet_episodes=2",
         "world_model.loop.steps=3", "world_model.loop.batch_size=2", "world_model_eval.max_windows=4",
-        "world_model_eval.videos=1", "world_model_eval.decode_steps=1",
+        "world_model_eval.videos=1", "world_model_eval.decode_steps=1", "depth_steps=3",
+        "planning.collect.episodes=2", "planning.collect.workers=2", "planning.collect.env.max_episode_steps=12",
+        "planning.world_model.loop.steps=2", "planning.world_model.loop.batch_size=2", "planning.episodes=1",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (out / "index.html").read_text()
     for title in ("Simulated robot data", "Stage 1 pretraining", "Stage 2 pretraining", "Linear probe",
-                  "Action-conditioned world model"):
+                  "Action-conditioned world model", "Depth probes", "Planning on the reach task"):
         assert title in page
     assert "RANDOM weights" in page  # no teacher checkpoint was given: the page must say so
     results = json.loads((out / "results.json").read_text())
     assert set(results["probe"]) == {"random init", "after Stage 1", "after Stage 2"}
     assert results["collect"]["episodes"] == 4
     assert len(results["world_model"]["eval"]["methods"]["world_model"]["l1"]) == 8
+    assert {r["encoder"] for r in results["depth"]["rows"]} >= {"random init", "Stage 1", "Stage 2"}
+    assert (out / "depth" / "depth_comparison.png").stat().st_size > 5000
+    assert 0 <= results["planning"]["success_rate"] <= 1 and results["planning"]["baselines"]["expert"] == 1.0
+    assert list((out / "planning").glob("*.mp4"))
     assert (out / "world_model" / "eval" / "rollout_00.gif").stat().st_size > 1000
     for img in ("contact_sheet.png", "stage1/loss_curve.png", "stage2/loss_curve.png",
                 "world_model/loss_curve.png", "world_model/eval/error_vs_horizon.png"):

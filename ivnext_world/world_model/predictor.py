@@ -52,6 +52,11 @@ class ACPredictorConfig:
     # untrained model *is* that baseline and training only has to learn the motion.
     residual: bool = True
     layer_scale: float = 0.1  # LayerScale init of every block (0: none)
+    # Also add the frame's action/proprio embeddings to each of its latent tokens (besides the
+    # separate tokens), a direct path instead of one attention slot among all the frames' tokens.
+    # Measured on the demo's push data (300 steps): action sensitivity 0.000 without, 0.001 with;
+    # both models stay at copy-last (see the README): kept because it cannot hurt, not as the fix.
+    cond_add: bool = True
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
@@ -155,6 +160,8 @@ class ActionConditionedPredictor(nn.Module):
             if proprio is None:
                 proprio = x.new_zeros(b, f, self.proprio_dim)
             parts.append(self.proprio_embed(proprio.to(x.dtype)).unsqueeze(2))
+        if self.cfg.cond_add and parts:
+            x = x + sum(parts)  # (B, F, n, E): every latent token carries its frame's action/proprio
         x = torch.cat(parts + [x], dim=2) + self.time_embed[:, t0:t0 + f]  # (B, F, m, E)
         return x.flatten(1, 2)
 

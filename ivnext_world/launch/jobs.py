@@ -28,6 +28,9 @@ JOBS: dict[str, JobSpec] = {
     "collect": JobSpec("collect", "ivnext_world.sim.collection:collect"),
     "pretrain": JobSpec("pretrain", "ivnext_world.pretrain.run:run_pretrain", distributed=True),
     "world_model": JobSpec("world_model", "ivnext_world.world_model.train:train_world_model", distributed=True),
+    "depth": JobSpec("depth", "ivnext_world.probes.depth.train:train_depth_probe"),
+    "bc": JobSpec("bc", "ivnext_world.policies.bc:train_bc"),
+    "plan_eval": JobSpec("plan_eval", "ivnext_world.planning.evaluate:run_plan_eval"),
 }
 
 

@@ -82,3 +82,13 @@ def test_cli_entry_point_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ivnext_world.launch", "pretrain", f"out={tmp_path}/r", "launcher=slurm", "--dry-run"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "launcher slurm: 1 node(s) x 1 task(s)" in r.stdout, r.stderr
+
+
+def test_every_job_in_the_table_has_a_config_and_a_function():
+    from ivnext_world.config import load_config
+    from ivnext_world.launch.jobs import JOBS
+
+    assert {"collect", "pretrain", "world_model", "depth", "bc", "plan_eval"} <= set(JOBS)
+    for name, spec in JOBS.items():
+        assert callable(spec.function()), name
+        assert load_config(spec.config) is not None, name

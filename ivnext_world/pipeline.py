@@ -234,7 +234,9 @@ def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], tes
         text=f"{trained['steps']} steps on the frozen Stage-1 encoder, loss {trained['first_loss']:.4f} -> "
              f"{trained['final_loss']:.4f}. Table: latent L1 error of the world model vs copying the last "
              f"latent, per horizon, over {result['num_windows']} held-out windows (lower is better). "
-             "Videos: ground truth (left) beside the context frame and the decoded imagined frames (right).",
+             "Videos: ground truth (left) beside the context frame and the decoded imagined frames (right). "
+             "Decoded frames are only as good as the Stage-1 diffusion decoder: after the default 300 Stage-1 "
+             "steps (noise-prediction loss ~0.62, where 1.0 means no skill) its samples are still noise.",
         table=table,
         images=[Path(wcfg.out) / "loss_curve.png", eval_dir / "error_vs_horizon.png"]
                + [eval_dir / v for v in result["videos"]],

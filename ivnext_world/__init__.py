@@ -7,6 +7,8 @@ The public API, one screen (names load on first use, so ``import ivnext_world`` 
     z = wm.encode(frames)                               # (B, T, 3, H, W) -> (B, T, n, D)
     future = wm.rollout(z[:, :1], actions)              # (B, H, A) candidates -> (B, H, n, D)
     pixels = wm.decode(future)                          # (B, H, 3, S, S) in [0, 1]
+
+    from ivnext_world import CEM, MPC, train_depth_probe  # planners; depth / 3D probes
 """
 from importlib import import_module
 
@@ -23,6 +25,15 @@ _API = {
     "TrajectoryDataset": "ivnext_world.data",
     "LeRobotDataset": "ivnext_world.data",
     "load_config": "ivnext_world.config",
+    "CEM": "ivnext_world.planning",
+    "MPPI": "ivnext_world.planning",
+    "GradientPlanner": "ivnext_world.planning",
+    "MPC": "ivnext_world.planning",
+    "LatentGoalCost": "ivnext_world.planning",
+    "run_plan_eval": "ivnext_world.planning.evaluate",
+    "train_depth_probe": "ivnext_world.probes.depth",
+    "load_depth_probe": "ivnext_world.probes.depth",
+    "predict_video": "ivnext_world.probes.depth",
 }
 
 

@@ -72,3 +72,12 @@ def test_free_form_dict_fields_take_new_keys_but_typed_fields_do_not():
     assert cfg.model.encoder_kwargs == {"embed_dim": 48, "depth": 2}
     with pytest.raises(Exception, match="embed_dimm"):
         load_config("pretrain", ["+model.embed_dimm=48"])
+
+
+def test_every_public_name_at_the_package_root_resolves():
+    import ivnext_world
+
+    for name in ivnext_world.__all__:
+        assert getattr(ivnext_world, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute"):
+        ivnext_world.NotAThing  # noqa: B018

@@ -94,3 +94,15 @@ def check_costs(costs: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"cost_fn must return one cost per candidate, shape ({k},), got {tuple(costs.shape)}")
     # A NaN candidate (e.g. a diverged rollout) must never win: rank it last.
     return torch.nan_to_num(costs.detach().float(), nan=float("inf"))
+
+
+def sample_elites(cost_fn: CostFn, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, samples: int, k: int,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One population step shared by the sampling planners: the mean ``(H, A)`` and ``samples - 1``
+    Gaussian perturbations of it (clamped to ``bounds``) are costed, and the ``k`` cheapest are
+    returned: ``(k, H, A)`` actions and their ``(k,)`` costs, ascending."""
+    noise = torch.randn((samples - 1, *mean.shape), generator=generator)
+    cand = bounds.clamp(torch.cat([mean[None], mean + std * noise]))  # (K, H, A)
+    costs = check_costs(cost_fn(cand), samples)
+    elite_cost, idx = costs.topk(k, largest=False)
+    return cand[idx], elite_cost

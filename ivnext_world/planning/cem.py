@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Bounds, CostFn, PlanResult, check_costs, initial_mean
+from .base import Bounds, CostFn, PlanResult, initial_mean, sample_elites
 
 __all__ = ["CEM", "CEMConfig"]
 
@@ -48,13 +48,9 @@ class CEM:
         std = torch.full_like(mean, c.warm_std if init is not None else c.init_std)
         best, best_cost, history = mean.clone(), float("inf"), []
         for _ in range(c.iterations):
-            noise = torch.randn((c.samples - 1, *mean.shape), generator=generator)
-            cand = bounds.clamp(torch.cat([mean[None], mean + std * noise]))  # (K, H, A)
-            costs = check_costs(cost_fn(cand), c.samples)
-            top = costs.topk(c.topk, largest=False).indices
-            elites = cand[top]  # (topk, H, A)
-            if costs[top[0]] < best_cost:
-                best, best_cost = elites[0].clone(), float(costs[top[0]])
+            elites, elite_cost = sample_elites(cost_fn, mean, std, bounds, c.samples, c.topk, generator)  # (topk, H, A)
+            if elite_cost[0] < best_cost:
+                best, best_cost = elites[0].clone(), float(elite_cost[0])
             mean = elites.mean(0)
             std = elites.std(0, unbiased=False).clamp_min(c.min_std)
             history.append(best_cost)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Bounds, CostFn, PlanResult, check_costs, initial_mean
+from .base import Bounds, CostFn, PlanResult, initial_mean, sample_elites
 
 __all__ = ["MPPI", "MPPIConfig"]
 
@@ -51,11 +51,7 @@ class MPPI:
         std = torch.full_like(mean, c.warm_std if init is not None else c.init_std)
         best, best_cost, history = mean.clone(), float("inf"), []
         for _ in range(c.iterations):
-            noise = torch.randn((c.samples - 1, *mean.shape), generator=generator)
-            cand = bounds.clamp(torch.cat([mean[None], mean + std * noise]))  # (K, H, A)
-            costs = check_costs(cost_fn(cand), c.samples)
-            elite_cost, idx = costs.topk(c.elites, largest=False)
-            elites = cand[idx]  # (E, H, A)
+            elites, elite_cost = sample_elites(cost_fn, mean, std, bounds, c.samples, c.elites, generator)  # (E, H, A)
             if elite_cost[0] < best_cost:
                 best, best_cost = elites[0].clone(), float(elite_cost[0])
             finite = torch.isfinite(elite_cost)

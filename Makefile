@@ -24,3 +24,4 @@ bench: setup         ## benchmarks: print numbers, assert nothing
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_pretrain.py
 	$(PY) bench/bench_rollout.py
+	$(PY) bench/bench_planning.py

@@ -64,7 +64,9 @@ class WorldModelTrainConfig:
     use_proprio: bool = True  # proprio tokens (only with action_conditioned)
     pool: int = 1  # average-pool patch tokens pool x pool (faster; latents then cannot be decoded)
     init_from_pretrained: bool = False  # copy the pretrained predictor's blocks (needs equal width and heads)
-    loss: str = "l1"  # l1 (V-JEPA 2-AC) | l2 | cosine
+    # l1_unit: L1 of per-token unit vectors (patch tokens); the loss with which the model beat copy-last
+    # on held-out push windows (README). l1 = V-JEPA 2-AC's; l2; cosine.
+    loss: str = "l1_unit"
     rollout_steps: int = 2  # V-JEPA 2-AC: 2
     w_teacher_forcing: float = 1.0
     w_rollout: float = 1.0

@@ -11,7 +11,7 @@ from .cem import CEM, CEMConfig
 from .gradient import GradientConfig, GradientPlanner
 from .mpc import MPC
 from .mppi import MPPI, MPPIConfig
-from .objectives import LatentGoalCost, ProprioGoalCost, WeightedSum
+from .objectives import Imagined, LatentGoalCost, ProprioGoalCost, WeightedSum
 from .problem import WorldModelDynamics, make_cost
 
 PLANNERS = {"cem": (CEM, CEMConfig), "mppi": (MPPI, MPPIConfig), "gradient": (GradientPlanner, GradientConfig)}
@@ -26,7 +26,7 @@ def build_planner(name: str, **overrides) -> Planner:
 
 
 __all__ = [
-    "Bounds", "CEM", "CEMConfig", "CostFn", "GradientConfig", "GradientPlanner", "LatentGoalCost", "MPC",
+    "Bounds", "CEM", "CEMConfig", "CostFn", "GradientConfig", "GradientPlanner", "Imagined", "LatentGoalCost", "MPC",
     "MPPI", "MPPIConfig", "PLANNERS", "PlanResult", "Planner", "ProprioGoalCost", "WeightedSum",
     "WorldModelDynamics", "build_planner", "make_cost",
 ]

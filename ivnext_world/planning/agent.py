@@ -1,7 +1,7 @@
 """A goal-image-conditioned agent: world model + objective + planner under MPC, one env action at a time.
 
     agent = PlanningAgent(wm, CEM(), env.action_space)
-    agent.reset(goal_rgb)                     # (H, W, 3) uint8 image of the solved task
+    agent.reset(goal_rgb, goal_proprio)       # (H, W, 3) uint8 image of the solved task (+ its proprio)
     action = agent(obs)                       # obs dict with "rgb" (and "proprio") -> raw action (A,)
 
 At each replan the current frame (and up to ``context_frames - 1`` earlier ones, with the actions
@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import List, Literal, Optional
 
 import numpy as np
 import torch
 
 from .base import Planner
 from .mpc import MPC
-from .objectives import LatentGoalCost, Objective
+from .objectives import LatentGoalCost, Objective, ProprioGoalCost, WeightedSum
 from .problem import WorldModelDynamics, make_cost
 
 __all__ = ["ObjectiveConfig", "PlanningAgent"]
@@ -31,6 +31,11 @@ class ObjectiveConfig:
     norm: str = "l1"  # l1 (V-JEPA 2-AC) | l2 (DINO-WM)
     frames: str = "last"  # last (DINO-WM) | all
     tokens: str = "all"  # all | cls | patch
+    # DINO-WM's proprio term: + proprio_weight x distance of the world model's predicted final proprio
+    # to the goal state's proprio (each feature divided by the training std; only proprio_dims,
+    # None = all). Needs a world model trained with predict_proprio and a goal proprio at reset.
+    proprio_weight: float = 0.0
+    proprio_dims: Optional[List[int]] = None
 
 
 class PlanningAgent:
@@ -62,13 +67,25 @@ class PlanningAgent:
         frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None, None]  # (1, 1, 3, H, W)
         return self.wm.encode(frames)[0, 0]  # (n, D)
 
-    def reset(self, goal_rgb: np.ndarray) -> None:
+    @property
+    def uses_proprio(self) -> bool:
+        cfg = self.objective_cfg
+        return not callable(cfg) and cfg.proprio_weight > 0
+
+    def reset(self, goal_rgb: np.ndarray, goal_proprio: np.ndarray | None = None) -> None:
         self.goal = self._encode(goal_rgb)  # (n, D)
         cfg = self.objective_cfg
         if callable(cfg):
             self.objective = cfg(self.goal)
         else:
             self.objective = LatentGoalCost(self.goal, cfg.norm, cfg.frames, cfg.tokens, self.wm.num_prefix_tokens)
+            if self.uses_proprio:
+                if goal_proprio is None:
+                    raise ValueError("objective.proprio_weight > 0 needs the goal state's proprio: reset(goal_rgb, goal_proprio)")
+                if not self.wm.predicts_proprio:
+                    raise ValueError("objective.proprio_weight > 0 needs a world model trained with predict_proprio=true")
+                prop = ProprioGoalCost(goal_proprio, dims=cfg.proprio_dims, scale=self.wm.stats.proprio_std)
+                self.objective = WeightedSum([(1.0, self.objective), (cfg.proprio_weight, prop)])
         self.mpc.reset()
         self._latents: deque = deque(maxlen=self.context_frames)
         self._proprio: deque = deque(maxlen=self.context_frames)
@@ -93,7 +110,7 @@ class PlanningAgent:
             prop = torch.stack(list(self._proprio))[None]  # (1, Tc, S)
             tc = ctx.shape[1]
             acts = torch.stack(list(self._actions)[-(tc - 1):])[None] if tc > 1 else None  # (1, Tc-1, A)
-            dyn = WorldModelDynamics(self.wm, ctx, prop, acts)
+            dyn = WorldModelDynamics(self.wm, ctx, prop, acts, with_proprio=self.uses_proprio)
             dyn_holder["dyn"] = dyn
             return make_cost(dyn, self.objective, dyn.to_raw)
 
@@ -101,7 +118,8 @@ class PlanningAgent:
         if "dyn" in dyn_holder:  # a new plan: keep what it imagines (one extra 1-candidate rollout)
             dyn = dyn_holder["dyn"]
             with torch.no_grad():
-                self.imagined = dyn(self.mpc.last.actions[None])[0]  # (H, n, D)
+                out = dyn(self.mpc.last.actions[None])
+                self.imagined = (out.latents if self.uses_proprio else out)[0]  # (H, n, D)
         raw = self.wm.stats.denormalize_actions(u).numpy()
         raw = np.clip(raw, self.low, self.high).astype(np.float32)
         if self.context_frames > 1:

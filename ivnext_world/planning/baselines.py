@@ -18,7 +18,7 @@ class EpisodePolicy:
     def __init__(self, fn):
         self.fn = fn
 
-    def reset(self, goal_obs=None) -> None:
+    def reset(self, goal_obs=None, goal_proprio=None) -> None:
         pass
 
     def __call__(self, obs) -> np.ndarray:
@@ -33,7 +33,7 @@ class ReacherExpert:
         self.env, self.kp, self.kd = env, kp, kd
         self.target = None
 
-    def reset(self, goal_obs=None) -> None:
+    def reset(self, goal_obs=None, goal_proprio=None) -> None:
         self.target = np.asarray(self.env.get_wrapper_attr("goal_joint_angles")())
 
     def __call__(self, obs) -> np.ndarray:

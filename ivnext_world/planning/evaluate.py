@@ -98,7 +98,7 @@ def build_agent(cfg: PlanEvalConfig, wm, name: str, env, overrides: dict | None 
 def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) -> dict:
     obs, info = env.reset(seed=seed)
     goal = env.get_wrapper_attr("render_goal")()
-    policy.reset(goal["rgb"])
+    policy.reset(goal["rgb"], goal.get("proprio"))
     success, steps, t0, plans = bool(info["is_success"]), 0, time.perf_counter(), 0
     truncated = terminated = False
     while not (terminated or truncated) and not (success and stop_on_success):
@@ -233,7 +233,8 @@ def _plain(x):
 
 
 def run_planning_eval(world_model_dir: str | Path, task: str = "reach", episodes: int = 4,
-                      out_dir: str | Path = "outputs/plan_eval", planner: str = "cem", seed: int = 1000) -> dict:
+                      out_dir: str | Path = "outputs/plan_eval", planner: str = "cem", seed: int = 1000,
+                      objective: ObjectiveConfig | None = None) -> dict:
     """The main job's short planning evaluation (CPU, a few minutes): ``planner`` under MPC with a
     small budget (64 samples x horizon 5 x 3 iterations, 5 actions per plan) against the random and
     scripted-expert baselines on ``episodes`` seeded episodes, one episode video.
@@ -246,6 +247,7 @@ def run_planning_eval(world_model_dir: str | Path, task: str = "reach", episodes
         raise ValueError(f"planner must be one of {sorted(budgets)}, got {planner!r}")
     cfg = PlanEvalConfig(world_model=str(world_model_dir), task=Task(task), episodes=episodes, seed=seed,
                          methods=[planner, "random", "expert"], execute=5, videos=1, bank_frames=200, out=str(out_dir),
+                         objective=objective or ObjectiveConfig(),
                          **{planner: budgets[planner]})
     results = run_plan_eval(cfg)
     m = results["methods"]

@@ -1,18 +1,30 @@
 """Planning objectives: ``objective(states, actions) -> cost (K,)``, lower is better.
 
-``states`` is whatever the dynamics returns (for a world model: imagined latents ``(K, H, n, D)``),
-``actions`` the candidate sequences ``(K, H, A)`` in raw environment units. Any callable with this
-signature plugs in; :class:`WeightedSum` combines several.
+``states`` is whatever the dynamics returns (for a world model: imagined latents ``(K, H, n, D)``,
+or an :class:`Imagined` of latents and predicted proprio), ``actions`` the candidate sequences
+``(K, H, A)`` in raw environment units. Any callable with this signature plugs in;
+:class:`WeightedSum` combines several.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Optional, Sequence
 
 import torch
 
-__all__ = ["LatentGoalCost", "ProprioGoalCost", "WeightedSum", "Objective"]
+__all__ = ["Imagined", "LatentGoalCost", "ProprioGoalCost", "WeightedSum", "Objective"]
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Imagined(NamedTuple):
+    """What a proprio-predicting world model imagines: latents ``(K, H, n, D)``, raw proprio ``(K, H, S)``."""
+
+    latents: torch.Tensor
+    proprio: Optional[torch.Tensor]
+
+
+def _latents(states) -> torch.Tensor:
+    return states.latents if isinstance(states, Imagined) else states
 
 
 class LatentGoalCost:
@@ -48,7 +60,8 @@ class LatentGoalCost:
             return z[..., self.num_prefix:, :]
         return z
 
-    def __call__(self, states: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, states, actions: torch.Tensor | None = None) -> torch.Tensor:
+        states = _latents(states)
         if states.dim() != 4 or states.shape[2:] != self.goal.shape:
             raise ValueError(f"states must be (K, H, {self.goal.shape[0]}, {self.goal.shape[1]}), got {tuple(states.shape)}")
         z = states[:, -1:] if self.frames == "last" else states  # (K, H', n, D)
@@ -58,18 +71,36 @@ class LatentGoalCost:
 
 
 class ProprioGoalCost:
-    """Distance of predicted proprio to a goal proprio (optional term; the world model does not
-    predict proprio, so the caller supplies ``predict(actions (K, H, A)) -> proprio (K, H, S)``,
-    e.g. known kinematics). Scored on the last step, L2 over ``dims`` (default: all)."""
+    """Distance of the imagined final proprio to a goal proprio (DINO-WM plans on visual latents and
+    proprio together). The proprio comes from the world model (``states`` an :class:`Imagined`, the
+    default) or from ``predict(actions (K, H, A)) -> proprio (K, H, S)`` (e.g. known kinematics).
+    Scored on the last step: Euclidean distance over ``dims`` (default: all), each feature divided
+    by ``scale`` (e.g. the training data's std, so features in different units weigh alike).
+    """
 
-    def __init__(self, goal: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor],
-                 dims: Sequence[int] | None = None):
-        self.goal = torch.as_tensor(goal).float()
+    def __init__(self, goal: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 dims: Sequence[int] | None = None, scale: torch.Tensor | Sequence[float] | None = None):
+        self.goal = torch.as_tensor(goal).float().reshape(-1)
         self.predict, self.dims = predict, None if dims is None else list(dims)
+        self.scale = None if scale is None else torch.as_tensor(scale).float().reshape(-1)
+        for name, x in (("dims", self.dims), ("scale", self.scale)):
+            if x is not None and (len(x) == 0 or (name == "scale" and len(x) != len(self.goal))):
+                raise ValueError(f"ProprioGoalCost: {name} must {'match the goal' if name == 'scale' else 'not be empty'}")
+        if self.dims is not None and max(self.dims) >= len(self.goal):
+            raise ValueError(f"ProprioGoalCost: dims {self.dims} out of range for a goal of {len(self.goal)} features")
 
-    def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        p = self.predict(actions)[:, -1]  # (K, S)
+    def __call__(self, states, actions: torch.Tensor) -> torch.Tensor:
+        if self.predict is not None:
+            p = self.predict(actions)
+        elif isinstance(states, Imagined) and states.proprio is not None:
+            p = states.proprio
+        else:
+            raise ValueError("ProprioGoalCost needs imagined proprio (a world model with predict_proprio, "
+                             "planned with with_proprio=True) or a predict function")
+        p = p[:, -1]  # (K, S)
         g = self.goal.to(p)
+        if self.scale is not None:
+            p, g = p / self.scale.to(p), g / self.scale.to(p)
         if self.dims is not None:
             p, g = p[:, self.dims], g[self.dims]
         return (p - g).pow(2).sum(-1).sqrt()

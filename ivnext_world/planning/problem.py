@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from .base import Bounds, CostFn
-from .objectives import Objective
+from .objectives import Imagined, Objective
 
 __all__ = ["WorldModelDynamics", "make_cost"]
 
@@ -31,7 +31,9 @@ def make_cost(dynamics: Callable[[torch.Tensor], torch.Tensor], objective: Objec
 
 
 class WorldModelDynamics:
-    """Normalised candidate actions ``(K, H, A)`` -> imagined latents ``(K, H, n, D)``.
+    """Normalised candidate actions ``(K, H, A)`` -> imagined latents ``(K, H, n, D)``, or with
+    ``with_proprio=True`` an :class:`~ivnext_world.planning.objectives.Imagined` of the latents and
+    the model's predicted raw proprio ``(K, H, S)`` (for proprio objectives).
 
     Args:
         wm: an action-conditioned :class:`~ivnext_world.world_model.WorldModel`.
@@ -39,14 +41,18 @@ class WorldModelDynamics:
         proprio: raw ``(1, Tc, S)`` proprio of those frames, or None.
         context_actions: raw ``(1, Tc - 1, A)`` actions taken between them, or None.
         use_cache: False = the naive recompute-everything rollout (benchmark reference).
+        with_proprio: return :class:`Imagined` with the predicted proprio (needs ``wm.predicts_proprio``).
     """
 
     def __init__(self, wm, context: torch.Tensor, proprio: torch.Tensor | None = None,
-                 context_actions: torch.Tensor | None = None, use_cache: bool = True):
+                 context_actions: torch.Tensor | None = None, use_cache: bool = True, with_proprio: bool = False):
         if not wm.action_conditioned:
             raise ValueError("planning needs an action-conditioned world model (this one has no action head)")
+        if with_proprio and not wm.predicts_proprio:
+            raise ValueError("this world model does not predict proprio (trained with predict_proprio=false or "
+                             "without proprio): use a latent-only objective")
         self.wm, self.context, self.proprio, self.context_actions = wm, context, proprio, context_actions
-        self.use_cache = use_cache
+        self.use_cache, self.with_proprio = use_cache, with_proprio
         self.calls = 0
 
     def to_raw(self, u: torch.Tensor) -> torch.Tensor:
@@ -65,8 +71,9 @@ class WorldModelDynamics:
         norm = lambda x: stats.normalize_actions(torch.as_tensor(x, dtype=torch.float32))  # noqa: E731
         return Bounds(norm(low), norm(high))
 
-    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+    def __call__(self, u: torch.Tensor):
         self.calls += 1
-        return self.wm.rollout(self.context, self.to_raw(u), horizon=u.shape[1], proprio=self.proprio,
-                               context_actions=self.context_actions, use_cache=self.use_cache,
-                               grad=torch.is_grad_enabled() and u.requires_grad)
+        out = self.wm.rollout(self.context, self.to_raw(u), horizon=u.shape[1], proprio=self.proprio,
+                              context_actions=self.context_actions, use_cache=self.use_cache,
+                              grad=torch.is_grad_enabled() and u.requires_grad, return_proprio=self.with_proprio)
+        return Imagined(*out) if self.with_proprio else out

@@ -188,7 +188,7 @@ class BCPolicy:
         self.low, self.high = low, high
         self.reset()
 
-    def reset(self, goal=None) -> None:
+    def reset(self, goal=None, goal_proprio=None) -> None:
         self._frames: deque = deque(maxlen=self.history)
 
     @torch.no_grad()

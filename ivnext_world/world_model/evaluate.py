@@ -113,6 +113,7 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
     raw = {m: torch.zeros(h) for m in ("world_model", "copy_last")}
     video_windows, episodes = [], set()
     sens, sens_n = torch.zeros(h), 0
+    prop_err = {"world_model": torch.zeros(h), "hold_last": torch.zeros(h)}
     for lo in range(0, len(picks), cfg.batch_size):
         items = [ds[i] for i in picks[lo:lo + cfg.batch_size]]
         episodes.update(int(it["episode_index"]) for it in items)
@@ -122,8 +123,14 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
         z = wm.encode(frames).cpu()  # (B, T, n, D)
         ctx, truth = z[:, :c], z[:, c:]
         if wm.action_conditioned:
-            imagined = wm.rollout(ctx, acts[:, c - 1:c - 1 + h], proprio=prop[:, :c],
-                                  context_actions=acts[:, :c - 1] if c > 1 else None).cpu()
+            imagined, imagined_prop = wm.rollout(ctx, acts[:, c - 1:c - 1 + h], proprio=prop[:, :c],
+                                                 context_actions=acts[:, :c - 1] if c > 1 else None,
+                                                 return_proprio=True)
+            imagined = imagined.cpu()
+            if wm.predicts_proprio:  # Euclidean proprio error per horizon, model vs holding the last one
+                true_p = prop[:, c:c + h]
+                prop_err["world_model"] += (imagined_prop.cpu() - true_p).norm(dim=-1).sum(0)
+                prop_err["hold_last"] += (prop[:, c - 1:c] - true_p).norm(dim=-1).sum(0)
         else:
             imagined = wm.rollout(ctx, horizon=h).cpu()
         if wm.action_conditioned and len(items) > 1:
@@ -169,6 +176,9 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
         "action_sensitivity": [float(v / sens_n) / cl if sens_n and cl else None for v, cl in zip(sens, cl_l1)],
         "config": asdict(cfg),
     }
+    if wm.predicts_proprio:
+        # Raw units of the dataset's observation.state (built-in tasks: metres and m/s).
+        result["proprio_error"] = {k: (v / n).tolist() for k, v in prop_err.items()}
     (out / "errors.json").write_text(json.dumps(result, indent=2))
     plot_errors(result, out / "error_vs_horizon.png")
     result["videos"] = write_videos(wm, video_windows, cfg, out)

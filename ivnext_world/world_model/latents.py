@@ -90,6 +90,12 @@ class NormStats:
             raise ValueError("this world model stores no proprio statistics")
         return _apply(s, self.proprio_mean, self.proprio_std, "proprio")
 
+    def denormalize_proprio(self, s: torch.Tensor) -> torch.Tensor:
+        if self.proprio_mean is None:
+            raise ValueError("this world model stores no proprio statistics")
+        mean, std = (s.new_tensor(x) for x in (self.proprio_mean, self.proprio_std))
+        return s * std + mean
+
 
 def _mean_std(x: np.ndarray) -> tuple[list, list]:
     x = x.reshape(len(x), -1)

@@ -107,6 +107,11 @@ class WorldModel(nn.Module):
     def action_conditioned(self) -> bool:
         return self.predictor is not None and self.predictor.action_conditioned
 
+    @property
+    def predicts_proprio(self) -> bool:
+        """Whether rollouts predict the proprio of imagined frames (``rollout(..., return_proprio=True)``)."""
+        return self.predictor is not None and self.predictor.predicts_proprio
+
     # ------------------------------------------------------------------ API
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -141,14 +146,17 @@ class WorldModel(nn.Module):
         context_actions: torch.Tensor | None = None,
         use_cache: bool = True,
         grad: bool = False,
-    ) -> torch.Tensor:
+        return_proprio: bool = False,
+    ):
         """Imagine ``horizon`` frames: context latents ``(Bc, Tc, n, D)`` (``Bc`` = B or 1, shared),
         raw actions ``(B, H, A)`` (``actions[:, 0]`` taken at the last context frame) ->
         ``(B, horizon, n, D)``. Many candidate action sequences = one batch. Keys/values of past
         frames are cached; ``use_cache=False`` recomputes the history each step (reference).
 
-        ``proprio`` (raw, ``(Bc or B, Tc, S)``): imagined frames hold the last one; None = the
-        training mean. ``context_actions`` (raw, ``(Bc or B, Tc-1, A)``): actions taken at the earlier
+        ``proprio`` (raw, ``(Bc or B, Tc, S)``): imagined frames carry the predicted proprio when the
+        model predicts it (``predicts_proprio``), else they hold the last one; None = the training mean.
+        ``return_proprio=True`` returns ``(latents, proprio)`` with the imagined frames' raw proprio
+        ``(B, horizon, S)`` (None for a model without proprio tokens). ``context_actions`` (raw, ``(Bc or B, Tc-1, A)``): actions taken at the earlier
         context frames; None = the training mean. An action-free model takes ``actions=None`` and
         a ``horizon``. See :meth:`ActionConditionedPredictor.rollout`.
 
@@ -156,9 +164,12 @@ class WorldModel(nn.Module):
         back-propagated to ``actions`` (gradient-based planning); the weights stay frozen.
         """
         with torch.set_grad_enabled(grad):
-            return self._rollout(context, actions, horizon, proprio, context_actions, use_cache)
+            z, p = self._rollout(context, actions, horizon, proprio, context_actions, use_cache)
+        if not return_proprio:
+            return z
+        return z, None if p is None else self.stats.denormalize_proprio(p)
 
-    def _rollout(self, context, actions, horizon, proprio, context_actions, use_cache) -> torch.Tensor:
+    def _rollout(self, context, actions, horizon, proprio, context_actions, use_cache):
         pred = self._require_predictor()
         if context.dim() != 4 or context.shape[2] != self.tokens_per_frame:
             raise ValueError(
@@ -183,7 +194,7 @@ class WorldModel(nn.Module):
         elif pred.proprio_embed is None:
             proprio = None
         return pred.rollout(context.to(dev).float(), actions, proprio, context_actions,
-                            horizon=horizon, use_cache=use_cache)
+                            horizon=horizon, use_cache=use_cache, return_proprio=True)
 
     @torch.no_grad()
     def decode(

@@ -57,6 +57,11 @@ class ACPredictorConfig:
     # Measured on the demo's push data (300 steps): action sensitivity 0.000 without, 0.001 with;
     # both models stay at copy-last (see the README): kept because it cannot hurt, not as the fix.
     cond_add: bool = True
+    # Also predict the next proprio from the output at the frame's proprio token (DINO-WM keeps the
+    # proprio in its latent state), as a change added to the current proprio (zero-initialised head:
+    # untrained, it holds the last proprio). Imagined frames then carry predicted proprio instead of
+    # holding the last observed one, and planners can score it against a goal state. Needs proprio_dim.
+    predict_proprio: bool = False
 
 
 def block_causal_mask(num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
@@ -92,17 +97,27 @@ class ActionConditionedPredictor(nn.Module):
         )
         self.norm = RmsNorm(e, eps=1e-6)
         self.output_proj = nn.Linear(e, cfg.enc_dim)
+        if cfg.predict_proprio and not self.proprio_dim:
+            raise ValueError("predict_proprio needs proprio tokens (proprio_dim)")
+        self.proprio_head = nn.Linear(e, cfg.proprio_dim) if cfg.predict_proprio else None
         self.apply(init_transformer_weights)
         rescale_block_outputs(self.blocks)
         if cfg.residual:
             nn.init.zeros_(self.output_proj.weight)
             nn.init.zeros_(self.output_proj.bias)
+        if self.proprio_head is not None:
+            nn.init.zeros_(self.proprio_head.weight)
+            nn.init.zeros_(self.proprio_head.bias)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
         nn.init.trunc_normal_(self.spatial_embed, std=0.02)
 
     @property
     def action_conditioned(self) -> bool:
         return self.action_embed is not None
+
+    @property
+    def predicts_proprio(self) -> bool:
+        return self.proprio_head is not None
 
     @property
     def frame_len(self) -> int:
@@ -165,24 +180,35 @@ class ActionConditionedPredictor(nn.Module):
         x = torch.cat(parts + [x], dim=2) + self.time_embed[:, t0:t0 + f]  # (B, F, m, E)
         return x.flatten(1, 2)
 
-    def head(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """Sequence outputs ``(B, F*m, E)`` of frames with latents ``(B, F, n, D_enc)`` -> predicted
-        next latents ``(B, F, n, D_enc)`` (the latents plus a predicted change when ``cfg.residual``)."""
+    def head(self, x: torch.Tensor, latents: torch.Tensor, proprio: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sequence outputs ``(B, F*m, E)`` of frames with latents ``(B, F, n, D_enc)`` and proprio
+        ``(B, F, S)`` (None: zeros) -> (predicted next latents ``(B, F, n, D_enc)``: the latents plus a
+        predicted change when ``cfg.residual``; predicted next proprio ``(B, F, S)`` or None when the
+        model does not predict proprio)."""
         f = latents.shape[1]
-        x = self.norm(x).unflatten(1, (f, self.frame_len))[:, :, self.num_cond:]  # (B, F, n, E)
-        out = self.output_proj(x)
-        return out + latents if self.cfg.residual else out
+        x = self.norm(x).unflatten(1, (f, self.frame_len))  # (B, F, m, E)
+        out = self.output_proj(x[:, :, self.num_cond:])
+        z = out + latents if self.cfg.residual else out
+        if self.proprio_head is None:
+            return z, None
+        dp = self.proprio_head(x[:, :, self.num_cond - 1])  # the proprio token is the last conditioning token
+        return z, dp if proprio is None else proprio + dp
 
     # ------------------------------------------------------------------ forward
-    def forward(self, latents, actions=None, proprio=None) -> torch.Tensor:
-        """Teacher-forced prediction: ``(B, F, n, D)`` -> ``(B, F, n, D)``, output ``t`` predicts frame ``t+1``."""
+    def forward(self, latents, actions=None, proprio=None, return_proprio: bool = False):
+        """Teacher-forced prediction: ``(B, F, n, D)`` -> ``(B, F, n, D)``, output ``t`` predicts frame ``t+1``.
+
+        ``return_proprio=True`` returns ``(latents, proprio)`` with the predicted next proprio
+        ``(B, F, S)`` (None when the model does not predict it)."""
         self._check(latents, actions, proprio)
         f = latents.shape[1]
         x = self.embed_frames(latents, actions, proprio)  # (B, F*m, E)
         mask = block_causal_mask(f, self.frame_len, x.device)
         for blk in self.blocks:
             x = blk(x, attn_mask=mask)
-        return self.head(x, latents)
+        z, p = self.head(x, latents, proprio)
+        return (z, p) if return_proprio else z
 
     def _step(self, x: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
         """Run new tokens ``(B, L, E)`` of whole frames against the cache; return outputs and the grown cache.
@@ -210,7 +236,8 @@ class ActionConditionedPredictor(nn.Module):
         context_actions: torch.Tensor | None = None,
         horizon: int | None = None,
         use_cache: bool = True,
-    ) -> torch.Tensor:
+        return_proprio: bool = False,
+    ):
         """Imagine ``H`` future frames autoregressively (normalised inputs).
 
         Args:
@@ -219,19 +246,22 @@ class ActionConditionedPredictor(nn.Module):
             actions: ``(B, H, A)``; ``actions[:, h]`` is taken at frame ``Tc - 1 + h`` (the first one
                 at the last context frame). None for an action-free model (then ``horizon`` is needed).
             proprio: ``(Bc or B, Tc, S)`` proprio of the context frames, or None (zeros). Imagined
-                frames reuse the last known proprio (the state is not predicted; documented choice,
-                also used by the training rollout loss so training and use agree).
+                frames carry the model's predicted proprio when it predicts proprio
+                (``cfg.predict_proprio``), else they hold the last known one (the training rollout
+                loss does the same, so training and use agree).
             context_actions: ``(Bc or B, Tc - 1, A)`` actions taken at the earlier context frames;
                 None = zeros (the mean action once normalised).
             horizon: number of frames to imagine; default ``H``; at most ``H`` when actions are given.
             use_cache: False recomputes the whole history at every step (the reference the cache is
                 tested against).
+            return_proprio: also return the imagined frames' proprio ``(B, H, S)`` (predicted, or the
+                held one; None for a model without proprio tokens).
 
         Differentiable: gradients flow to ``actions`` (and the weights) unless the caller disables
         them (``WorldModel.rollout`` runs under ``torch.no_grad`` unless ``grad=True``).
 
         Returns:
-            ``(B, H, n, D)`` predicted latents of frames ``Tc .. Tc + H - 1``.
+            ``(B, H, n, D)`` predicted latents of frames ``Tc .. Tc + H - 1`` (and the proprio).
         """
         bc, tc = context.shape[:2]
         if actions is not None:
@@ -258,51 +288,62 @@ class ActionConditionedPredictor(nn.Module):
             all_actions = torch.cat([context_actions.expand(b, -1, -1), actions], dim=1)  # (B, Tc-1+H, A)
         else:
             all_actions = None
-        if self.proprio_embed is not None:
-            if proprio is None:
-                proprio = context.new_zeros(bc, tc, self.proprio_dim)
-            # Imagined frames hold the last known proprio.
-            held = proprio[:, -1:].expand(-1, h - 1, -1)
-            all_proprio = torch.cat([proprio, held], dim=1).expand(b, -1, -1)  # (B, Tc+H-1, S)
-        else:
-            all_proprio = None
+        if self.proprio_embed is not None and proprio is None:
+            proprio = context.new_zeros(bc, tc, self.proprio_dim)
+        if self.proprio_embed is None:
+            proprio = None
 
         def cond(x, lo, hi):
             return None if x is None else x[:, lo:hi]
 
+        def next_proprio(current, predicted):  # proprio of the imagined frame
+            if current is None:
+                return None
+            return predicted if predicted is not None else current[:, -1:]
+
+        preds, props = [], []
         if not use_cache:
             frames = context.expand(b, -1, -1, -1)
-            preds = []
+            prop = None if proprio is None else proprio.expand(b, -1, -1)
             for step in range(h):
                 f = tc + step
-                out = self.forward(frames, cond(all_actions, 0, f), cond(all_proprio, 0, f))[:, -1]  # (B, n, D)
-                preds.append(out)
-                frames = torch.cat([frames, out.unsqueeze(1)], dim=1)
-            return torch.stack(preds, dim=1)
-
-        # Frames 0..Tc-2 do not depend on the candidate actions: run them once at the context's batch.
-        cache = None
-        if tc > 1:
-            prefix_p = None if all_proprio is None else proprio[:, : tc - 1]
-            prefix_a = None if all_actions is None else context_actions
-            x = self.embed_frames(context[:, : tc - 1], prefix_a, prefix_p, t0=0)
-            _, cache = self._step(x, None)
-            if bc != b:
-                cache = [(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in cache]
-        frame = context[:, -1:].expand(b, -1, -1, -1)  # (B, 1, n, D)
-        preds = []
-        for step in range(h):
-            t = tc - 1 + step
-            frame, cache = self.step(frame, cond(all_actions, t, t + 1), cond(all_proprio, t, t + 1), t, cache)
-            preds.append(frame[:, 0])
-        return torch.stack(preds, dim=1)
+                z, p = self.forward(frames, cond(all_actions, 0, f), prop, return_proprio=True)
+                preds.append(z[:, -1])  # (B, n, D)
+                frames = torch.cat([frames, z[:, -1:]], dim=1)
+                if prop is not None:
+                    prop = torch.cat([prop, next_proprio(prop, None if p is None else p[:, -1:])], dim=1)
+                    props.append(prop[:, -1])
+        else:
+            # Frames 0..Tc-2 do not depend on the candidate actions: run them once at the context's batch.
+            cache = None
+            if tc > 1:
+                prefix_a = None if all_actions is None else context_actions
+                x = self.embed_frames(context[:, : tc - 1], prefix_a, cond(proprio, 0, tc - 1), t0=0)
+                _, cache = self._step(x, None)
+                if bc != b:
+                    cache = [(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in cache]
+            frame = context[:, -1:].expand(b, -1, -1, -1)  # (B, 1, n, D)
+            prop = None if proprio is None else proprio[:, -1:].expand(b, -1, -1)  # (B, 1, S)
+            for step in range(h):
+                t = tc - 1 + step
+                frame, p, cache = self.step(frame, cond(all_actions, t, t + 1), prop, t, cache)
+                preds.append(frame[:, 0])
+                prop = next_proprio(prop, p)
+                if prop is not None:
+                    props.append(prop[:, 0])
+        z = torch.stack(preds, dim=1)
+        if not return_proprio:
+            return z
+        return z, (torch.stack(props, dim=1) if props else None)
 
     def step(self, frame: torch.Tensor, action: torch.Tensor | None, proprio: torch.Tensor | None,
-             t: int, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+             t: int, cache: KVCache | None) -> tuple[torch.Tensor, torch.Tensor | None, KVCache]:
         """One cached step: frame ``t``'s latents ``(B, 1, n, D)``, its action ``(B, 1, A)`` and proprio
         ``(B, 1, S)`` (normalised; None where the model has no such token) and the cache of frames
-        ``< t`` (None at ``t = 0``) -> (predicted latents of frame ``t + 1`` ``(B, 1, n, D)``, the cache
-        of frames ``<= t``). The building block of :meth:`rollout` and of interactive stepping."""
+        ``< t`` (None at ``t = 0``) -> (predicted latents of frame ``t + 1`` ``(B, 1, n, D)``, its
+        predicted proprio ``(B, 1, S)`` or None when the model does not predict proprio, the cache of
+        frames ``<= t``). The building block of :meth:`rollout` and of interactive stepping."""
         x = self.embed_frames(frame, action, proprio, t0=t)  # (B, m, E)
         x, cache = self._step(x, cache)
-        return self.head(x, frame), cache
+        z, p = self.head(x, frame, proprio)
+        return z, p, cache

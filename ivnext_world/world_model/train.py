@@ -62,6 +62,11 @@ class WorldModelTrainConfig:
     predictor: WMPredictorSize = field(default_factory=WMPredictorSize)
     action_conditioned: bool = True  # False: action-free predictor (no action/proprio tokens)
     use_proprio: bool = True  # proprio tokens (only with action_conditioned)
+    # Predict the next proprio too (needs use_proprio): imagined frames carry it and planners can
+    # score it against a goal state (DINO-WM's proprio term). Loss: MSE in normalised units. Applies
+    # only where there are proprio tokens (ignored for an action-free model or use_proprio=false).
+    predict_proprio: bool = True
+    w_proprio: float = 1.0
     pool: int = 1  # average-pool patch tokens pool x pool (faster; latents then cannot be decoded)
     init_from_pretrained: bool = False  # copy the pretrained predictor's blocks (needs equal width and heads)
     # l1_unit: L1 of per-token unit vectors (patch tokens); the loss with which the model beat copy-last
@@ -114,10 +119,10 @@ class WorldModelObjective:
     """
 
     def __init__(self, encoder, stats: NormStats | None, loss: str = "l1", rollout_steps: int = 2,
-                 w_teacher_forcing: float = 1.0, w_rollout: float = 1.0, pool: int = 1):
+                 w_teacher_forcing: float = 1.0, w_rollout: float = 1.0, pool: int = 1, w_proprio: float = 1.0):
         self.encoder = encoder.eval().requires_grad_(False)
         self.stats, self.loss, self.rollout_steps = stats, loss, rollout_steps
-        self.w_tf, self.w_ro, self.pool = w_teacher_forcing, w_rollout, pool
+        self.w_tf, self.w_ro, self.pool, self.w_prop = w_teacher_forcing, w_rollout, pool, w_proprio
         self.skip = encoder.num_prefix_tokens
 
     def targets(self, batch: dict) -> torch.Tensor:
@@ -140,18 +145,23 @@ class WorldModelObjective:
 
         metrics = {}
         loss = z.new_zeros(())
+        predicts_proprio = model.proprio_head is not None
         if self.w_tf:
-            pred = model(z[:, :-1], upto(a, -1), upto(s, -1))  # (B, T-1, n, D): frames 1..T-1
+            pred, p_pred = model(z[:, :-1], upto(a, -1), upto(s, -1), return_proprio=True)  # frames 1..T-1
             metrics["loss_tf"] = latent_distance(pred, z[:, 1:], self.loss, self.skip)
             loss = loss + self.w_tf * metrics["loss_tf"]
+            if predicts_proprio and self.w_prop:
+                metrics["loss_proprio"] = F.mse_loss(p_pred.float(), s[:, 1:].float())
+                loss = loss + self.w_prop * metrics["loss_proprio"]
         if self.w_ro and self.rollout_steps:
-            seq, preds = z[:, :1], []
+            seq, preds, s_seq = z[:, :1], [], None if s is None else s[:, :1]
             for k in range(1, self.rollout_steps + 1):
-                # Imagined frames hold the last known proprio, as WorldModel.rollout does at use time.
-                s_k = None if s is None else s[:, :1].expand(-1, k, -1)
-                out = model(seq, upto(a, k), s_k)[:, -1:]  # (B, 1, n, D): frame k
-                preds.append(out)
-                seq = torch.cat([seq, out], dim=1)
+                # Imagined frames carry the predicted proprio (or hold the last one), as WorldModel.rollout does.
+                out, p_out = model(seq, upto(a, k), s_seq, return_proprio=True)
+                preds.append(out[:, -1:])  # (B, 1, n, D): frame k
+                seq = torch.cat([seq, out[:, -1:]], dim=1)
+                if s_seq is not None:
+                    s_seq = torch.cat([s_seq, p_out[:, -1:] if predicts_proprio else s_seq[:, -1:]], dim=1)
             metrics["loss_rollout"] = latent_distance(torch.cat(preds, 1), z[:, 1:self.rollout_steps + 1], self.loss, self.skip)
             loss = loss + self.w_ro * metrics["loss_rollout"]
         if not metrics:
@@ -167,6 +177,7 @@ def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: N
         proprio_dim=stats.proprio_dim if (cfg.action_conditioned and cfg.use_proprio) else None,
         embed_dim=p.embed_dim, depth=p.depth, num_heads=p.num_heads, mlp_ratio=p.mlp_ratio,
         max_frames=p.max_frames, drop_path=p.drop_path, layer_scale=p.layer_scale,
+        predict_proprio=cfg.predict_proprio and cfg.action_conditioned and cfg.use_proprio,
     )
     return ActionConditionedPredictor(pcfg)
 
@@ -216,7 +227,7 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
             transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
-                                    cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool)
+                                    cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool, cfg.w_proprio)
     if _is_main():
         snapshot_encoder(ckpt, out / ENCODER_DIR)
     _barrier()

@@ -145,7 +145,7 @@ class ImaginedEnv(gymnasium.Env):
             ``(H, W, 3)``, frames ``(T, H, W, 3)`` (uint8 or [0, 1] floats, channels-first also
             accepted) or latents ``(T, n, D)`` / ``(n, D)``. The goal uses its last frame.
         proprio: raw proprio ``(T, S)`` or ``(S,)`` of the context frames (None: the training mean);
-            imagined frames hold the last one, as in :meth:`WorldModel.rollout`.
+            imagined frames carry the predicted proprio (or hold the last one), as in :meth:`WorldModel.rollout`.
         action_space: the agent's action ``Box``; default ``mean +- action_std_range * std`` of the
             checkpoint's action statistics (the model saw little outside that range).
         render_mode: None or ``"rgb_array"`` (decodes the current latent with ``render_steps`` DDIM steps).
@@ -229,7 +229,9 @@ class ImaginedEnv(gymnasium.Env):
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, -1).to(wm.device)  # (1, 1, A)
         a = wm.stats.normalize_actions(a)  # clear error for a wrong action dimension
         prop = None if self._proprio is None else self._proprio[:, -1:]
-        self._frame, self._cache = pred.step(self._frame, a, prop, self._t, self._cache)  # (1, 1, n, D) next frame
+        self._frame, next_prop, self._cache = pred.step(self._frame, a, prop, self._t, self._cache)  # (1, 1, n, D)
+        if next_prop is not None:  # a proprio-predicting model: the imagined frame carries its prediction
+            self._proprio = torch.cat([self._proprio, next_prop], dim=1)
         self._t += 1
         self._steps += 1
         dist = self._distance()

@@ -46,10 +46,11 @@ def save_tiny_world_model(root, data_source=None):
     enc_ckpt = save_checkpoint(root / "epd" / "checkpoints", epd, None,
                                TrainState(step=1, data={}, extra={"model": epd.config_dict(), "stage": 1}))
     pcfg = ACPredictorConfig(enc_dim=48, tokens_per_frame=20, action_dim=2, proprio_dim=4, embed_dim=32, depth=1,
-                             num_heads=2, max_frames=16)
+                             num_heads=2, max_frames=16, predict_proprio=True)
     predictor = ActionConditionedPredictor(pcfg)
-    with torch.no_grad():  # the zero-initialised residual head would make every plan equally good
+    with torch.no_grad():  # the zero-initialised residual heads would make every plan equally good
         torch.nn.init.normal_(predictor.output_proj.weight, std=0.05)
+        torch.nn.init.normal_(predictor.proprio_head.weight, std=0.05)
     stats = NormStats([0.0, 0.0], [0.5, 0.5], [0.0] * 4, [0.1] * 4)
     run = root / "wm"
     extra = {"world_model": {"predictor": asdict(pcfg), "encoder_checkpoint": str(enc_ckpt.resolve()),

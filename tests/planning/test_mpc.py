@@ -92,3 +92,32 @@ def test_memory_is_flat_over_many_mpc_iterations(tiny_wm_run, planner):
     n1, bytes1 = _live_tensors()
     assert mpc.num_plans == 30
     assert n1 <= n0 and bytes1 <= bytes0, (n0, n1, bytes0, bytes1)
+
+
+def test_agent_with_proprio_term_plans_on_the_world_models_imagined_proprio(tiny_wm_run):
+    from gymnasium import spaces
+
+    from ivnext_world.planning import Imagined
+    from ivnext_world.planning.agent import ObjectiveConfig, PlanningAgent
+    from ivnext_world.world_model import WorldModel
+
+    wm = WorldModel.load(tiny_wm_run)
+    box = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    rng = np.random.default_rng(0)
+    img = lambda: rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)  # noqa: E731
+    obs = {"rgb": img(), "proprio": np.zeros(4, np.float32)}
+    dyn = WorldModelDynamics(wm, wm.encode(torch.from_numpy(obs["rgb"]).permute(2, 0, 1)[None, None]),
+                             proprio=torch.zeros(1, 1, 4), with_proprio=True)
+    u = torch.randn(3, 4, 2)
+    out = dyn(u)
+    assert isinstance(out, Imagined) and out.latents.shape[:2] == (3, 4) and out.proprio.shape == (3, 4, 4)
+    ref = wm.rollout(dyn.context, dyn.to_raw(u), proprio=torch.zeros(1, 1, 4), return_proprio=True)
+    assert torch.equal(out.proprio, ref[1]) and torch.equal(out.latents, ref[0])
+
+    cfg = ObjectiveConfig(proprio_weight=1.0, proprio_dims=[0, 1])
+    agent = PlanningAgent(wm, CEM(samples=16, topk=4, iterations=2, horizon=3), box, cfg)
+    with pytest.raises(ValueError, match="goal state's proprio"):
+        agent.reset(img())
+    agent.reset(img(), np.array([0.1, -0.1, 0.0, 0.0], np.float32))
+    a = agent(obs)
+    assert a.shape == (2,) and np.all(np.abs(a) <= 1.0) and agent.imagined.shape[0] == 3

@@ -37,7 +37,7 @@ def test_plan_eval_runs_end_to_end(tiny_wm_run, demos, tmp_path):
         f"world_model={tiny_wm_run}", "task=reach", "episodes=2", "image_size=64",
         "max_episode_steps=4", "methods=[cem,mppi,gradient,random,expert,bc_latent,bc_pixels]", "execute=2",
         f"bc_latent={bc['latent']}", f"bc_pixels={bc['pixels']}", "sweep.values=[1,2]", "sweep.episodes=1",
-        "videos=1", f"out={out}", *TINY_BUDGET])
+        "videos=1", "objective.proprio_weight=0.5", "objective.proprio_dims=[0,1]", f"out={out}", *TINY_BUDGET])
     results = run_plan_eval(OmegaConf.to_object(cfg))
     assert set(results["methods"]) == {"cem", "mppi", "gradient", "random", "expert", "bc_latent", "bc_pixels"}
     for name, m in results["methods"].items():

@@ -19,13 +19,13 @@ def save_tiny_epd(root, **kw):
                            TrainState(step=1, data={}, extra={"model": model.config_dict(), "stage": 1}))
 
 
-def tiny_predictor(action_dim=2, proprio_dim=3, depth=2, seed=0) -> ActionConditionedPredictor:
+def tiny_predictor(action_dim=2, proprio_dim=3, depth=2, seed=0, predict_proprio=False) -> ActionConditionedPredictor:
     """A predictor whose residual branches and output head are switched fully on (LayerScale 1e-5 and
     the zero-initialised head would make it a near-identity, and the causality/cache tests vacuous)."""
     torch.manual_seed(seed)
     p = ActionConditionedPredictor(ACPredictorConfig(
         enc_dim=DIM, tokens_per_frame=N_TOKENS, action_dim=action_dim, proprio_dim=proprio_dim,
-        embed_dim=32, depth=depth, num_heads=2, max_frames=16))
+        embed_dim=32, depth=depth, num_heads=2, max_frames=16, predict_proprio=predict_proprio))
     with torch.no_grad():
         for name, param in p.named_parameters():
             if ".ls" in name:
@@ -33,4 +33,6 @@ def tiny_predictor(action_dim=2, proprio_dim=3, depth=2, seed=0) -> ActionCondit
         # The residual head starts at zero (the model = copy-last); give it weights so outputs
         # depend on the inputs.
         torch.nn.init.normal_(p.output_proj.weight, std=0.05)
+        if p.proprio_head is not None:
+            torch.nn.init.normal_(p.proprio_head.weight, std=0.05)
     return p.eval()

@@ -132,3 +132,44 @@ def test_untrained_residual_predictor_is_copy_last_and_plain_one_is_not():
     assert torch.equal(residual(z, a), z)  # zero-initialised change: predicts "nothing moves"
     plain = ActionConditionedPredictor(ACPredictorConfig(**cfg, residual=False))
     assert not torch.allclose(plain(z, a), z, atol=1e-2)
+
+
+def test_untrained_proprio_head_holds_the_proprio():
+    torch.manual_seed(0)
+    p = ActionConditionedPredictor(ACPredictorConfig(enc_dim=DIM, tokens_per_frame=N_TOKENS, action_dim=2,
+                                                     proprio_dim=3, embed_dim=32, depth=1, num_heads=2,
+                                                     predict_proprio=True))
+    z, a, s = inputs()
+    out, prop = p(z, a, s, return_proprio=True)
+    assert torch.equal(prop, s)  # zero-initialised change: "the proprio stays"
+    _, rolled = p.rollout(z[:1], a[:, :3], s[:1], return_proprio=True)
+    assert rolled.shape == (2, 3, 3) and torch.equal(rolled, s[:1, -1:].expand(2, 3, -1))
+    with pytest.raises(ValueError, match="predict_proprio needs proprio"):
+        ActionConditionedPredictor(ACPredictorConfig(enc_dim=DIM, tokens_per_frame=N_TOKENS, action_dim=2,
+                                                     proprio_dim=None, predict_proprio=True))
+
+
+@pytest.mark.parametrize("tc", [1, 3])
+def test_predicted_proprio_feeds_the_next_step_and_cache_equals_recomputation(tc):
+    p = tiny_predictor(predict_proprio=True)
+    z, _, s = inputs(b=1, f=tc)
+    g = torch.Generator().manual_seed(4)
+    acts, ctx_acts = torch.randn(5, 6, 2, generator=g), torch.randn(1, tc - 1, 2, generator=g)
+    lat, prop = p.rollout(z, acts, s, context_actions=ctx_acts, return_proprio=True)
+    lat_ref, prop_ref = p.rollout(z, acts, s, context_actions=ctx_acts, use_cache=False, return_proprio=True)
+    assert prop.shape == (5, 6, 3)
+    assert (lat - lat_ref).abs().max() <= 1e-5 and (prop - prop_ref).abs().max() <= 1e-5
+    # Step 1's proprio is the teacher-forced prediction from the context.
+    z1, p1 = p(z, torch.cat([ctx_acts.expand(5, -1, -1), acts[:, :1]], 1), s.expand(5, -1, -1), return_proprio=True)
+    assert torch.allclose(prop[:, 0], p1[:, -1], atol=1e-5)
+    # Imagined frames carry the prediction, not the held context proprio: changing the first action
+    # changes the second step's predicted proprio.
+    moved = acts.clone()
+    moved[:, 0] += 3.0
+    _, prop2 = p.rollout(z, moved, s, context_actions=ctx_acts, return_proprio=True)
+    assert (prop2[:, 1] - prop[:, 1]).abs().amax() > 1e-4
+    # The proprio head is differentiable with respect to the actions (gradient planning).
+    u = acts.clone().requires_grad_(True)
+    _, pr = p.rollout(z, u, s, context_actions=ctx_acts, return_proprio=True)
+    pr[:, -1].sum().backward()
+    assert u.grad is not None and u.grad.abs().sum() > 0

@@ -24,10 +24,12 @@ def test_training_reduces_the_loss_and_the_run_loads(tmp_path, push_data, epd_ck
     shutil.copytree(epd_ckpt, epd_copy)
     summary = train_world_model(config(tmp_path, push_data, epd_copy, out="train_run"))
     rows = [json.loads(line) for line in (tmp_path / "train_run" / "metrics.jsonl").read_text().splitlines()]
-    assert summary["steps"] == 20 and {"loss_tf", "loss_rollout"} <= set(rows[0])
+    assert summary["steps"] == 20 and {"loss_tf", "loss_rollout", "loss_proprio"} <= set(rows[0])
     first = sum(r["loss"] for r in rows[:3]) / 3
     last = sum(r["loss"] for r in rows[-5:]) / 5
     assert last < 0.8 * first, (first, last)
+    # The proprio head learns too (it starts at "the proprio stays").
+    assert sum(r["loss_proprio"] for r in rows[-5:]) / 5 < sum(r["loss_proprio"] for r in rows[:3]) / 3
 
     # The run holds its own copy of the encoder: moving it and deleting the pretraining run is fine.
     shutil.rmtree(epd_copy)
@@ -36,7 +38,7 @@ def test_training_reduces_the_loss_and_the_run_loads(tmp_path, push_data, epd_ck
     wm = WorldModel.load(tmp_path / "wm")
     extra = json.loads((tmp_path / "wm" / "checkpoints" / "step_00000020" / "state.json").read_text())["extra"]
     assert wm.stats.action_mean == extra["world_model"]["norm_stats"]["action_mean"]
-    assert wm.action_conditioned and wm.predictor.proprio_dim == 4
+    assert wm.action_conditioned and wm.predictor.proprio_dim == 4 and wm.predicts_proprio
     from ivnext_world.data import TrajectoryDataset
 
     item = TrajectoryDataset(push_data, window=4, episodes=[3])[0]
@@ -44,6 +46,9 @@ def test_training_reduces_the_loss_and_the_run_loads(tmp_path, push_data, epd_ck
     z = wm.encode(frames)
     pred = wm.rollout(z[:, :1], item["actions"][None, :3], proprio=item["proprio"][None, :1])
     assert pred.shape == (1, 3, wm.tokens_per_frame, z.shape[-1])
+    pred2, prop = wm.rollout(z[:, :1], item["actions"][None, :3], proprio=item["proprio"][None, :1], return_proprio=True)
+    assert torch.equal(pred2, pred) and prop.shape == (1, 3, 4)  # raw units, like the dataset's state
+    assert (prop - item["proprio"][None, 1:]).abs().mean() < item["proprio"].abs().mean() + 1.0
     # Trained on this task: imagined latents are closer to the truth than untrained-scale noise.
     assert (pred - z[:, 1:]).abs().mean() < (z[:, 1:] - z[:, 1:].mean()).abs().mean() * 2
     assert wm.decode(pred[:, :1], num_steps=2).shape == (1, 1, 3, 56, 56)

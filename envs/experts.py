@@ -22,17 +22,20 @@ class ExpertPolicy:
     """The env's scripted expert plus Gaussian action noise.
 
     Args:
-        env: an env (wrapped or not) whose ``unwrapped`` has ``expert_action()``, i.e.
-            ``ivnext/Reach-v0`` and ``ivnext/Push-v0``. The expert reads privileged simulator
-            state, so ``obs`` passed to the call is ignored.
+        env: an env (wrapped or not) with an ``expert_action()`` on it or on one of its wrappers:
+            ``ivnext/Reach-v0``, ``ivnext/Push-v0`` and ``ivnext/Reacher-v5`` (PD control to the
+            inverse-kinematics solution). The expert reads privileged simulator state, so ``obs``
+            passed to the call is ignored.
         noise_std: standard deviation of the added noise, in action units (1 = full scale).
         rng: a ``numpy.random.Generator`` or a seed for one.
     """
 
     def __init__(self, env: gymnasium.Env, noise_std: float = 0.0,
                  rng: np.random.Generator | int | None = None):
-        if not hasattr(env.unwrapped, "expert_action"):
-            raise TypeError(f"{type(env.unwrapped).__name__} has no scripted expert (expert_action)")
+        try:
+            self._expert = env.get_wrapper_attr("expert_action")
+        except AttributeError:
+            raise TypeError(f"{type(env.unwrapped).__name__} has no scripted expert (expert_action)") from None
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         self.env, self.noise_std = env, float(noise_std)
@@ -40,7 +43,7 @@ class ExpertPolicy:
         self.rng = np.random.default_rng(rng)
 
     def __call__(self, obs=None) -> np.ndarray:
-        action = np.asarray(self.env.unwrapped.expert_action(), dtype=np.float64)
+        action = np.asarray(self._expert(), dtype=np.float64)
         if self.noise_std > 0:
             action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
         return np.clip(action, self.space.low, self.space.high).astype(np.float32)

@@ -106,6 +106,8 @@ class CameraObservationAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         self._goal = model.body(config.goal_body).id
         self._object = None if config.object_body is None else model.body(config.object_body).id
 
+        if config.gym_id == "Reacher-v5":  # scripted expert (ExpertPolicy finds it on this wrapper)
+            self.expert_action = self._reacher_expert_action
         self.observation_space = make_observation_space(height, width, proprio_dim=2 * len(joints))
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         self._render_mode = render_mode
@@ -150,6 +152,19 @@ class CameraObservationAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         base = data.xpos[self.env.unwrapped.model.body("body0").id][:2]
         target = data.xpos[self._goal][:2] - base
         return two_link_ik(target, *self.REACHER_LINKS, near=data.qpos[self._qpos_idx])
+
+    # PD gains of the Reacher expert (torques are clipped to the action space, [-1, 1]).
+    EXPERT_KP, EXPERT_KD = 2.0, 0.15
+
+    def _reacher_expert_action(self) -> np.ndarray:
+        """``expert_action()`` of Reacher-v5 (the only adapted task with an expert): the scripted expert's action, a PD torque law ``kp (q* - q) - kd dq`` towards
+        the inverse-kinematics solution ``q* = goal_joint_angles()`` (angle errors wrapped to
+        [-pi, pi)), clipped to the action space. Reads privileged simulator state."""
+        data = self.env.unwrapped.data
+        q, dq = data.qpos[self._qpos_idx], data.qvel[self._qvel_idx]
+        err = (self.goal_joint_angles() - q + np.pi) % (2 * np.pi) - np.pi
+        space = self.env.action_space
+        return np.clip(self.EXPERT_KP * err - self.EXPERT_KD * dq, space.low, space.high).astype(np.float32)
 
     def render_goal(self) -> dict[str, np.ndarray]:
         """Observation dictionary with the arm's fingertip on the target (Reacher only); the simulator

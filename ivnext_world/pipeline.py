@@ -232,13 +232,23 @@ def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], tes
     ))
     wm_l1 = result["methods"]["world_model"]["l1"]
     cl_l1 = result["methods"]["copy_last"]["l1"]
-    table = {f"h={h}": f"{a:.4f} vs {b:.4f}" for h, a, b in zip(result["horizons"], wm_l1, cl_l1)}
+    sens = result["action_sensitivity"]
+    prop = result.get("proprio_error")
+    table = {}
+    for i, (h, a, b) in enumerate(zip(result["horizons"], wm_l1, cl_l1)):
+        s_i = "n/a" if sens[i] is None else f"{sens[i]:.4f}"  # None: no second window to swap actions with
+        row = f"{a:.4f} vs {b:.4f} (ratio {a / b:.3f}; action sensitivity {s_i}"
+        if prop:
+            row += f"; proprio error {prop['world_model'][i]:.3f} vs {prop['hold_last'][i]:.3f} holding the last"
+        table[f"h={h}"] = row + ")"
     eval_dir = Path(wcfg.out) / "eval"
     report.add(
         "Action-conditioned world model on held-out episodes",
         text=f"{trained['steps']} steps on the frozen Stage-1 encoder, loss {trained['first_loss']:.4f} -> "
              f"{trained['final_loss']:.4f}. Table: latent L1 error of the world model vs copying the last "
-             f"latent, per horizon, over {result['num_windows']} held-out windows (lower is better). "
+             f"latent, per horizon, over {result['num_windows']} held-out windows (lower is better); action "
+             "sensitivity (~0: the model ignores actions) and the predicted proprio's error (m, m/s) against "
+             "holding the last proprio. "
              "Videos: ground truth (left) beside the context frame and the decoded imagined frames (right). "
              "Decoded frames are only as good as the Stage-1 diffusion decoder: after the default 300 Stage-1 "
              "steps (noise-prediction loss ~0.62, where 1.0 means no skill) its samples are still noise.",
@@ -246,7 +256,8 @@ def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], tes
         images=[Path(wcfg.out) / "loss_curve.png", eval_dir / "error_vs_horizon.png"]
                + [eval_dir / v for v in result["videos"]],
     )
-    return {"train": trained, "eval": {k: result[k] for k in ("horizons", "num_windows", "methods", "world_model_beats_copy_last")}}
+    keys = ("horizons", "num_windows", "methods", "world_model_beats_copy_last", "action_sensitivity", "proprio_error")
+    return {"train": trained, "eval": {k: result[k] for k in keys if k in result}}
 
 
 def planning_stage(cfg: DemoConfig, report: Report) -> dict:

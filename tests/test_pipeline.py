@@ -29,6 +29,9 @@ def test_main_job_end_to_end(tmp_path):
     assert set(results["probe"]) == {"random init", "after Stage 1", "after Stage 2"}
     assert results["collect"]["episodes"] == 4
     assert len(results["world_model"]["eval"]["methods"]["world_model"]["l1"]) == 8
+    assert len(results["world_model"]["eval"]["action_sensitivity"]) == 8
+    assert set(results["world_model"]["eval"]["proprio_error"]) == {"world_model", "hold_last"}
+    assert "action sensitivity" in page and "proprio error" in page
     assert {r["encoder"] for r in results["depth"]["rows"]} >= {"random init", "Stage 1", "Stage 2"}
     assert (out / "depth" / "depth_comparison.png").stat().st_size > 5000
     assert 0 <= results["planning"]["success_rate"] <= 1 and results["planning"]["baselines"]["expert"] == 1.0

@@ -237,7 +237,8 @@ def world_model_stage(cfg: DemoConfig, data_root: str, train_eps: list[int], tes
     table = {}
     for i, (h, a, b) in enumerate(zip(result["horizons"], wm_l1, cl_l1)):
         s_i = "n/a" if sens[i] is None else f"{sens[i]:.4f}"  # None: no second window to swap actions with
-        row = f"{a:.4f} vs {b:.4f} (ratio {a / b:.3f}; action sensitivity {s_i}"
+        ratio = f"{a / b:.3f}" if b else "n/a"
+        row = f"{a:.4f} vs {b:.4f} (ratio {ratio}; action sensitivity {s_i}"
         if prop:
             row += f"; proprio error {prop['world_model'][i]:.3f} vs {prop['hold_last'][i]:.3f} holding the last"
         table[f"h={h}"] = row + ")"

@@ -170,12 +170,8 @@ def train_bc(cfg: BCConfig) -> dict:
                     "encoder": cfg.encoder if cfg.features == "latent" else None}}
     trainer = Trainer(net, bc_objective, BCDataset(inputs, actions, cfg.history), cfg.loop, out, extra_state=extra)
     history = trainer.fit()
-    tail = history[-10:]
-    summary = {"features": cfg.features, "steps": trainer.step, "episodes": len(eps),
-               "samples": int(sum(len(a) for a in actions)),
-               "first_loss": history[0]["loss"] if history else None,
-               "final_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
-               "checkpoint": str(latest_checkpoint(out / "checkpoints"))}
+    summary = {"features": cfg.features, **trainer.summary(history), "episodes": len(eps),
+               "samples": int(sum(len(a) for a in actions))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

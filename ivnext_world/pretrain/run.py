@@ -127,10 +127,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     history = trainer.fit()
     summary = {
         "stage": cfg.stage,
-        "steps": trainer.step,
-        "first_loss": history[0]["loss"] if history else None,
-        "final_loss": sum(r["loss"] for r in history[-10:]) / max(1, len(history[-10:])) if history else None,
-        "checkpoint": str(latest_checkpoint(out / "checkpoints")),
+        **trainer.summary(history),
         "teacher": teacher_info,
         "nonfinite_steps": trainer.nonfinite,
         "data_failures": dict(dataset.failures),

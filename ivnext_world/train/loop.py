@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import ResumableSampler, SeededDataset, mix_seed
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,17 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return self.history
+
+    def summary(self, history: list[dict[str, float]], tail: int = 10) -> dict:
+        """The fields every run's ``summary.json`` starts with: steps done, first loss, mean loss of
+        the last ``tail`` logged steps (None without history) and the latest checkpoint."""
+        last = history[-tail:]
+        return {
+            "steps": self.step,
+            "first_loss": history[0]["loss"] if history else None,
+            "final_loss": sum(r["loss"] for r in last) / len(last) if last else None,
+            "checkpoint": str(latest_checkpoint(self.ckpt_dir)),
+        }
 
     def _steps(self, step, writer, bar, batches, end: int, t0: float) -> None:
         while self.step < end:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..pretrain.epd import cosine_loss
 from ..pretrain.run import load_epd, resolve_checkpoint
-from ..train import LoopConfig, Trainer, latest_checkpoint
+from ..train import LoopConfig, Trainer
 from ..utils.io import atomic_write_text
 from .latents import NormStats, encode_video, tokens_per_frame
 from .predictor import ACPredictorConfig, ActionConditionedPredictor
@@ -239,12 +239,8 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
     }}
     trainer = Trainer(predictor, objective, dataset, cfg.loop, out, collate_fn=collate_windows, extra_state=extra)
     history = trainer.fit()
-    tail = history[-10:]
     summary = {
-        "steps": trainer.step,
-        "first_loss": history[0]["loss"] if history else None,
-        "final_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
-        "checkpoint": str(latest_checkpoint(out / "checkpoints")),
+        **trainer.summary(history),
         "encoder_checkpoint": str(ckpt),
         "nonfinite_steps": trainer.nonfinite,
         "data_failures": dict(dataset.failures),

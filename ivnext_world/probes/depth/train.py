@@ -16,7 +16,7 @@ from typing import List, Optional
 import torch
 
 from ...pretrain.epd import EPDConfig
-from ...train import LoopConfig, Trainer, latest_checkpoint
+from ...train import LoopConfig, Trainer
 from ...train.checkpoint import load_weights
 from .encoders import build_features, features_from_record
 from .heads import DepthHeadConfig, DepthProbe
@@ -133,12 +133,8 @@ def train_depth_probe(cfg: DepthProbeConfig, features=None, record: dict | None 
     trainer = Trainer(probe, DepthProbeObjective(features, loss), dataset, cfg.loop, out,
                       collate_fn=collate_frames, extra_state=extra)
     history = trainer.fit()
-    tail = history[-10:]
     summary = {
-        "steps": trainer.step,
-        "first_loss": history[0]["loss"] if history else None,
-        "final_loss": sum(r["loss"] for r in tail) / len(tail) if tail else None,
-        "checkpoint": str(latest_checkpoint(out / "checkpoints")),
+        **trainer.summary(history),
         "encoder": record["spec"],
         "head": cfg.head.kind,
         "train_episodes": train_eps,

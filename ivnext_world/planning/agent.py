@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import List, Literal, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch

@@ -106,3 +106,26 @@ def sample_elites(cost_fn: CostFn, mean: torch.Tensor, std: torch.Tensor, bounds
     costs = check_costs(cost_fn(cand), samples)
     elite_cost, idx = costs.topk(k, largest=False)
     return cand[idx], elite_cost
+
+
+Refit = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def population_search(cost_fn: CostFn, bounds: Bounds, init: torch.Tensor | None, *, horizon: int, samples: int,
+                      elites: int, iterations: int, init_std: float, warm_std: float, refit: Refit,
+                      generator: torch.Generator | None = None) -> PlanResult:
+    """The search loop of the sampling planners (CEM, MPPI): start from ``initial_mean`` with std
+    ``warm_std`` when warm-started (else ``init_std``); each iteration runs :func:`sample_elites`,
+    keeps the best sequence seen, and ``refit(elites (k, H, A), costs (k,)) -> (mean, std)`` sets
+    the next sampling distribution. Costs are evaluated without autograd."""
+    mean = initial_mean(horizon, bounds, init)  # (H, A)
+    std = torch.full_like(mean, warm_std if init is not None else init_std)
+    best, best_cost, history = mean.clone(), float("inf"), []
+    with torch.no_grad():
+        for _ in range(iterations):
+            top, top_cost = sample_elites(cost_fn, mean, std, bounds, samples, elites, generator)  # (k, H, A)
+            if top_cost[0] < best_cost:
+                best, best_cost = top[0].clone(), float(top_cost[0])
+            mean, std = refit(top, top_cost)
+            history.append(best_cost)
+    return PlanResult(best, best_cost, mean, history)

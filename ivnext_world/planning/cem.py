@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Bounds, CostFn, PlanResult, initial_mean, sample_elites
+from .base import Bounds, CostFn, PlanResult, population_search
 
 __all__ = ["CEM", "CEMConfig"]
 
@@ -40,18 +40,13 @@ class CEM:
         self.cfg = cfg or CEMConfig(**overrides)
         self.horizon = self.cfg.horizon
 
-    @torch.no_grad()
     def plan(self, cost_fn: CostFn, bounds: Bounds, init: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> PlanResult:
         c = self.cfg
-        mean = initial_mean(c.horizon, bounds, init)  # (H, A)
-        std = torch.full_like(mean, c.warm_std if init is not None else c.init_std)
-        best, best_cost, history = mean.clone(), float("inf"), []
-        for _ in range(c.iterations):
-            elites, elite_cost = sample_elites(cost_fn, mean, std, bounds, c.samples, c.topk, generator)  # (topk, H, A)
-            if elite_cost[0] < best_cost:
-                best, best_cost = elites[0].clone(), float(elite_cost[0])
-            mean = elites.mean(0)
-            std = elites.std(0, unbiased=False).clamp_min(c.min_std)
-            history.append(best_cost)
-        return PlanResult(best, best_cost, mean, history)
+
+        def refit(elites: torch.Tensor, costs: torch.Tensor):  # the elites' own mean and (floored) std
+            return elites.mean(0), elites.std(0, unbiased=False).clamp_min(c.min_std)
+
+        return population_search(cost_fn, bounds, init, horizon=c.horizon, samples=c.samples, elites=c.topk,
+                                 iterations=c.iterations, init_std=c.init_std, warm_std=c.warm_std, refit=refit,
+                                 generator=generator)

@@ -99,7 +99,7 @@ def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) ->
     obs, info = env.reset(seed=seed)
     goal = env.get_wrapper_attr("render_goal")()
     policy.reset(goal["rgb"], goal.get("proprio"))
-    success, steps, t0, plans = bool(info["is_success"]), 0, time.perf_counter(), 0
+    success, steps, t0 = bool(info["is_success"]), 0, time.perf_counter()
     truncated = terminated = False
     while not (terminated or truncated) and not (success and stop_on_success):
         action = policy(obs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Bounds, CostFn, PlanResult, initial_mean, sample_elites
+from .base import Bounds, CostFn, PlanResult, population_search
 
 __all__ = ["MPPI", "MPPIConfig"]
 
@@ -43,24 +43,21 @@ class MPPI:
         self.cfg = cfg or MPPIConfig(**overrides)
         self.horizon = self.cfg.horizon
 
-    @torch.no_grad()
     def plan(self, cost_fn: CostFn, bounds: Bounds, init: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> PlanResult:
         c = self.cfg
-        mean = initial_mean(c.horizon, bounds, init)  # (H, A)
-        std = torch.full_like(mean, c.warm_std if init is not None else c.init_std)
-        best, best_cost, history = mean.clone(), float("inf"), []
-        for _ in range(c.iterations):
-            elites, elite_cost = sample_elites(cost_fn, mean, std, bounds, c.samples, c.elites, generator)  # (E, H, A)
-            if elite_cost[0] < best_cost:
-                best, best_cost = elites[0].clone(), float(elite_cost[0])
-            finite = torch.isfinite(elite_cost)
-            spread = (elite_cost[finite].max() - elite_cost[0]).clamp_min(1e-12) if finite.any() else 1.0
-            w = torch.softmax(-(elite_cost - elite_cost[0]) / (c.temperature * spread), dim=0)  # (E,)
-            w = torch.where(finite, w, torch.zeros_like(w))
-            w = w / w.sum()
-            mean = torch.einsum("e,eha->ha", w, elites)
-            var = torch.einsum("e,eha->ha", w, (elites - mean) ** 2)
-            std = var.sqrt().clamp(c.min_std, c.init_std)
-            history.append(best_cost)
-        return PlanResult(best, best_cost, mean, history)
+        return population_search(cost_fn, bounds, init, horizon=c.horizon, samples=c.samples, elites=c.elites,
+                                 iterations=c.iterations, init_std=c.init_std, warm_std=c.warm_std, refit=self._refit,
+                                 generator=generator)
+
+    def _refit(self, elites: torch.Tensor, costs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Path-integral weights of the elites ``(E, H, A)`` by their ascending costs ``(E,)`` -> mean, std."""
+        c = self.cfg
+        finite = torch.isfinite(costs)
+        spread = (costs[finite].max() - costs[0]).clamp_min(1e-12) if finite.any() else 1.0
+        w = torch.softmax(-(costs - costs[0]) / (c.temperature * spread), dim=0)  # (E,)
+        w = torch.where(finite, w, torch.zeros_like(w))
+        w = w / w.sum()
+        mean = torch.einsum("e,eha->ha", w, elites)
+        var = torch.einsum("e,eha->ha", w, (elites - mean) ** 2)
+        return mean, var.sqrt().clamp(c.min_std, c.init_std)

@@ -27,11 +27,5 @@ def epd_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tiny models run ~10x faster on one thread than on two when the CPU is shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_torch_thread):
+    """Every test here runs torch on one thread (tests/conftest.py)."""

@@ -35,7 +35,8 @@ def tiny_pretrain_overrides(manifest: Path, out: Path | None, steps: int = 6, ck
 
 
 def write_clips(root: Path, n: int = 6) -> Path:
-    """``n`` H.264 clips of a moving square (as tests/pretrain/conftest.py) and their CSV manifest."""
+    """``n`` H.264 clips of a moving bright square on a gradient and their CSV manifest (also the
+    pretraining tests' ``video_manifest``)."""
     from ivnext_world.data.video_io import encode_mp4
 
     root.mkdir(parents=True, exist_ok=True)

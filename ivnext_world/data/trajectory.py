@@ -17,19 +17,36 @@ from .manifest import lerobot_items
 from .video_io import open_video, read_frames
 
 
+def action_chunks(actions: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """``(N, A)`` actions of an episode -> ``(len(rows), k * A)``: row ``r``'s chunk is actions
+    ``r .. r + k - 1`` concatenated in time order (``k = 1``: the rows' own actions).
+
+    Past the episode's last action the chunk repeats it; that only happens for a window's last
+    frame, whose action no prediction inside the window uses.
+    """
+    rows = np.asarray(rows)
+    if k == 1:
+        return np.ascontiguousarray(actions[rows])
+    idx = np.minimum(rows[:, None] + np.arange(k), len(actions) - 1)  # (T, k)
+    return np.ascontiguousarray(actions[idx].reshape(len(rows), -1))
+
+
 class TrajectoryDataset(PolicyDataset, Dataset):
     """Windows of ``window`` steps from every episode of a LeRobot folder (v2.1 or v3.0).
 
     Window ``k`` of an episode covers parquet rows ``r = start + frame_skip * [0 .. window-1]``,
     starts ``stride`` rows apart; episodes shorter than one window contribute none (with a warning).
-    Row ``r``'s action is the one taken after observing frame ``r`` (LeRobot convention).
+    Row ``r``'s action is the one taken after observing frame ``r`` (LeRobot convention). With
+    ``chunk_actions`` (world models with ``frame_skip`` k, DINO-WM's "frameskip"), step ``t``'s action
+    is instead the concatenation of the k actions taken between frames ``r_t`` and ``r_t + k``
+    (see :func:`action_chunks`), so nothing that moved the scene between two frames is dropped.
 
     Each item is a dict (T = ``window``):
 
     - ``"frames"``: (T, C, H, W) float32 in [0, 1] of ``camera_key``, decoded by decord at the rows'
       timestamps (v3.0: shifted by the episode's ``from_timestamp`` in the shared video); with a
       ``transform`` its output for the uint8 (T, C, H, W) clip instead.
-    - ``"actions"``: (T, A) float32. ``"proprio"``: (T, S) float32 (``observation.state``).
+    - ``"actions"``: (T, A) float32 ((T, frame_skip * A) with ``chunk_actions``). ``"proprio"``: (T, S) float32 (``observation.state``).
     - ``"depth"``: (T, H, W) float32 metres, only if the dataset stores depth for the camera.
     - ``"intrinsics"``: (T, 3, 3), ``"extrinsics"``: (T, 4, 4) world-to-camera float32, only if stored.
     - ``"episode_index"``: int, ``"frame_index"``: int64 (T,), ``"index"``: the item returned.
@@ -56,6 +73,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         max_failures: int | None = 50,
         max_failure_fraction: float | None = 0.1,
         cache_episodes: int = 4,
+        chunk_actions: bool = False,
     ):
         if window < 1 or stride < 1 or frame_skip < 1:
             raise ValueError(f"window, stride and frame_skip must be >= 1, got {window}, {stride}, {frame_skip}")
@@ -70,7 +88,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         if unknown:
             raise IndexError(f"{root} has no episodes {unknown}")
         self.window, self.stride, self.frame_skip = window, stride, frame_skip
-        self.transform, self.cache_episodes = transform, cache_episodes
+        self.transform, self.cache_episodes, self.chunk_actions = transform, cache_episodes, chunk_actions
         self.has_depth = self.camera_key in self.meta.depth_keys
         self.videos = dict(zip(episodes, lerobot_items(self.meta, [self.camera_key], episodes)))
         span = (window - 1) * frame_skip + 1
@@ -120,7 +138,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         clip = torch.from_numpy(read_frames(reader, video.path, file_frames)).permute(0, 3, 1, 2)  # (T, C, H, W)
         item = {
             "frames": self.transform(clip) if self.transform is not None else clip.float().div_(255.0),
-            "actions": torch.from_numpy(table[ACTION][rows]),
+            "actions": torch.from_numpy(action_chunks(table[ACTION], rows, self.frame_skip if self.chunk_actions else 1)),
             "proprio": torch.from_numpy(table[STATE][rows]),
             "episode_index": ep,
             "frame_index": torch.from_numpy(table["frame_index"][rows].astype(np.int64)),

@@ -8,6 +8,11 @@ At each replan the current frame (and up to ``context_frames - 1`` earlier ones,
 taken between them) is encoded, every candidate action sequence is rolled out in one batched,
 KV-cached ``WorldModel.rollout`` and scored against the goal latents. ``imagined`` holds the latents
 the chosen plan leads to (for videos).
+
+A world model trained with ``frame_skip`` k (DINO-WM's frameskip) plans in k-step action chunks:
+the bounds are the env's box repeated k times, each planned chunk is executed as k env actions one
+call at a time, and the observation is encoded only at chunk boundaries (where the world model's
+frames are). ``execute`` counts world-model steps, so a plan executes ``execute * k`` env actions.
 """
 from __future__ import annotations
 
@@ -54,11 +59,14 @@ class PlanningAgent:
                  execute: int = 1, context_frames: int = 1, seed: int = 0):
         self.wm, self.planner, self.context_frames = wm, planner, context_frames
         self.objective_cfg = objective or ObjectiveConfig()
-        stats = wm.stats
-        low = torch.as_tensor(action_space.low, dtype=torch.float32)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        stats, k = wm.stats, wm.frame_skip
+        if stats.action_dim != k * int(np.prod(action_space.shape)):
+            raise ValueError(f"the world model acts in chunks of {stats.action_dim} features (frame_skip={k}); "
+                             f"the env's actions have shape {action_space.shape}")
+        self.low, self.high = np.tile(action_space.low, k), np.tile(action_space.high, k)  # chunk bounds
+        low = torch.as_tensor(self.low, dtype=torch.float32)
+        high = torch.as_tensor(self.high, dtype=torch.float32)
         self.bounds = WorldModelDynamics.bounds_of(stats, low, high)
-        self.low, self.high = action_space.low, action_space.high
         self.mpc = MPC(planner, self.bounds, execute=execute, seed=seed)
         self.objective: Objective | None = None
         self.imagined: torch.Tensor | None = None  # (H, n, D) latents of the current plan
@@ -90,6 +98,7 @@ class PlanningAgent:
         self._latents: deque = deque(maxlen=self.context_frames)
         self._proprio: deque = deque(maxlen=self.context_frames)
         self._actions: deque = deque(maxlen=max(self.context_frames - 1, 0))
+        self._pending: list[np.ndarray] = []  # env actions left of the current chunk
         self.imagined = None
 
     @property
@@ -99,6 +108,8 @@ class PlanningAgent:
     def __call__(self, obs: dict) -> np.ndarray:
         if self.objective is None:
             raise RuntimeError("call reset(goal_rgb) before acting")
+        if self._pending:  # inside a chunk: no new frame for the world model yet
+            return self._pending.pop(0)
         replanning = self.mpc.needs_plan
         if replanning or self.context_frames > 1:
             self._latents.append(self._encode(obs["rgb"]))
@@ -121,7 +132,8 @@ class PlanningAgent:
                 out = dyn(self.mpc.last.actions[None])
                 self.imagined = (out.latents if self.uses_proprio else out)[0]  # (H, n, D)
         raw = self.wm.stats.denormalize_actions(u).numpy()
-        raw = np.clip(raw, self.low, self.high).astype(np.float32)
+        raw = np.clip(raw, self.low, self.high).astype(np.float32)  # one chunk (k * A,)
         if self.context_frames > 1:
             self._actions.append(torch.as_tensor(raw))
-        return raw
+        first, *self._pending = list(raw.reshape(self.wm.frame_skip, -1))
+        return first

@@ -102,8 +102,9 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
             raise ValueError(f"the EPD clip of {epd.cfg.num_frames} frames leaves no room after {cfg.context} context frames")
 
     window = cfg.context + cfg.horizon
-    ds = TrajectoryDataset(cfg.data, window=window, stride=cfg.stride or window, episodes=cfg.episodes,
-                           camera_key=cfg.camera_key, on_error="raise")
+    # Frames wm.frame_skip env steps apart, each with the chunk of env actions up to the next one.
+    ds = TrajectoryDataset(cfg.data, window=window, stride=cfg.stride or window * wm.frame_skip, episodes=cfg.episodes,
+                           camera_key=cfg.camera_key, on_error="raise", frame_skip=wm.frame_skip, chunk_actions=True)
     if len(ds) == 0:
         raise ValueError(f"no window of {window} frames in {cfg.data} (episodes {cfg.episodes}): shorten the horizon")
     picks = np.unique(np.linspace(0, len(ds) - 1, min(cfg.max_windows, len(ds))).round().astype(int)).tolist()

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data.lerobot.layout import ACTION, STATE
+from ..data.trajectory import action_chunks
 from ..utils.io import atomic_write_text, fsync_dir
 from .latents import encode_video
 
@@ -94,7 +95,9 @@ def build_latent_cache(
 class LatentWindowDataset(Dataset):
     """Windows of cached latents with their actions and proprio, indexed like
     :class:`~ivnext_world.data.TrajectoryDataset` (rows ``start + frame_skip * [0 .. window-1]``,
-    starts ``stride`` apart). Items: ``latents (T, n, D)``, ``actions (T, A)``, ``proprio (T, S)``.
+    starts ``stride`` apart). Items: ``latents (T, n, D)``, ``actions (T, frame_skip * A)`` (the
+    env actions between consecutive frames, :func:`~ivnext_world.data.trajectory.action_chunks`),
+    ``proprio (T, S)``.
     """
 
     def __init__(self, cache_dir: Path, source: str, episodes: list[int], window: int, stride: int = 1,
@@ -122,6 +125,6 @@ class LatentWindowDataset(Dataset):
         table = self.tables[ep]
         return {
             "latents": z[torch.from_numpy(rows - rows[0])],
-            "actions": torch.from_numpy(np.ascontiguousarray(table[ACTION][rows])),
+            "actions": torch.from_numpy(action_chunks(table[ACTION], rows, self.frame_skip)),
             "proprio": torch.from_numpy(np.ascontiguousarray(table[STATE][rows])),
         }

@@ -10,7 +10,7 @@ latents exactly what the Stage-1 predictor + diffusion decoder were trained on, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -69,6 +69,13 @@ class NormStats:
         am, asd = _mean_std(acts)
         pm, psd = _mean_std(props) if props is not None else (None, None)
         return NormStats(am, asd, pm, psd)
+
+    def chunked(self, k: int) -> "NormStats":
+        """Statistics of ``k``-step action chunks (``frame_skip`` world models): the per-step action
+        statistics repeated ``k`` times, matching :func:`~ivnext_world.data.trajectory.action_chunks`."""
+        if k < 1:
+            raise ValueError(f"chunk length must be >= 1, got {k}")
+        return replace(self, action_mean=list(self.action_mean) * k, action_std=list(self.action_std) * k)
 
     @property
     def action_dim(self) -> int:

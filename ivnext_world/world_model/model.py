@@ -46,6 +46,9 @@ class WorldModel(nn.Module):
         predictor: the trained :class:`ActionConditionedPredictor`, or None (encode/decode only).
         stats: action/proprio statistics (None for an action-free predictor).
         pool: spatial pooling of the patch tokens used when training (1 = none; needed to decode).
+        frame_skip: env steps per world-model step. Each action the world model takes is then a
+            chunk of ``frame_skip`` env actions concatenated (``action_dim = frame_skip * env action
+            dim``, see :meth:`env_actions`), and consecutive latents are ``frame_skip`` frames apart.
     """
 
     def __init__(
@@ -54,14 +57,19 @@ class WorldModel(nn.Module):
         predictor: ActionConditionedPredictor | None = None,
         stats: NormStats | None = None,
         pool: int = 1,
+        frame_skip: int = 1,
     ):
         super().__init__()
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        if stats is not None and stats.action_dim % frame_skip:
+            raise ValueError(f"{stats.action_dim} action features cannot be split into frame_skip={frame_skip} chunks")
         self.encoder = epd.encoder.requires_grad_(False)
         self.stage1_predictor = epd.predictor.requires_grad_(False)
         self.decoder = epd.decoder.requires_grad_(False) if epd.decoder is not None else None
         self.predictor = predictor.requires_grad_(False) if predictor is not None else None
         self.stats = stats
-        self.pool = pool
+        self.pool, self.frame_skip = pool, frame_skip
         self.img_size = epd.cfg.img_size
         self.epd_cfg = epd.cfg
         self.tokens_per_frame = tokens_per_frame(self.encoder, self.img_size, pool)
@@ -83,13 +91,22 @@ class WorldModel(nn.Module):
             predictor = ActionConditionedPredictor(ACPredictorConfig(**wm["predictor"]))
             load_weights(predictor, ckpt / "model.safetensors")
             stats = NormStats(**wm["norm_stats"]) if wm.get("norm_stats") else None
-            model = cls(epd, predictor, stats, pool=wm["pool"])
+            model = cls(epd, predictor, stats, pool=wm["pool"], frame_skip=wm.get("frame_skip", 1))
         elif "model" in extra:
             epd, _ = load_epd(ckpt)
             model = cls(epd)
         else:
             raise ValueError(f"{ckpt} is neither a world-model nor a pretraining checkpoint")
         return model.to(device).eval()
+
+    @property
+    def env_action_dim(self) -> int:
+        """Features of one env action (``stats.action_dim / frame_skip``)."""
+        return self.stats.action_dim // self.frame_skip
+
+    def env_actions(self, chunk: torch.Tensor) -> torch.Tensor:
+        """``(..., frame_skip * A)`` world-model actions -> ``(..., frame_skip, A)`` env actions in time order."""
+        return chunk.unflatten(-1, (self.frame_skip, self.env_action_dim))
 
     def train(self, mode: bool = True) -> "WorldModel":
         return super().train(False)  # inference API: frozen, eval mode forever

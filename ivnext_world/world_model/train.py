@@ -37,6 +37,9 @@ class WMDataConfig:
     episodes: Optional[List[int]] = None  # training split; norm statistics come from these episodes only
     window: int = 8  # frames per training window: 1 context frame + up to window-1 targets
     stride: int = 1
+    # One world-model step = frame_skip env steps; its action is the concatenation of those frame_skip
+    # env actions (DINO-WM's frameskip, 5 there): a planning horizon H then looks H * frame_skip env
+    # steps ahead. Planners and ImaginedEnv act in these chunks; PlanningAgent executes them step by step.
     frame_skip: int = 1
     camera_key: Optional[str] = None  # None: the dataset's first camera
     cache_latents: bool = True  # encode every frame once into <out>/latents (frozen encoder, no augmentation)
@@ -196,7 +199,7 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
                          f"{ckpt} has tubelet_size={epd.cfg.tubelet_size}")
     if epd.decoder is None:
         log.warning("%s has no pixel decoder (Stage 2?): WorldModel.decode will not be available", ckpt)
-    stats = NormStats.from_lerobot(cfg.data.source, cfg.data.episodes)
+    stats = NormStats.from_lerobot(cfg.data.source, cfg.data.episodes).chunked(cfg.data.frame_skip)
     if cfg.action_conditioned and cfg.use_proprio and stats.proprio_dim is None:
         raise ValueError(f"{cfg.data.source} has no observation.state column: set use_proprio=false")
     predictor = build_predictor(cfg, epd.encoder, epd.cfg.img_size, stats)
@@ -223,7 +226,7 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
     else:
         dataset = TrajectoryDataset(
             cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
-            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes,
+            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True,
             transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
@@ -235,7 +238,7 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         # Relative to the run folder: the run keeps its own copy of the frozen encoder, so moving
         # the run or deleting the pretraining run does not break WorldModel.load.
         "predictor": predictor.config_dict(), "encoder_checkpoint": ENCODER_DIR, "encoder_source": str(ckpt),
-        "norm_stats": asdict(stats), "pool": cfg.pool, "train_config": asdict(cfg),
+        "norm_stats": asdict(stats), "pool": cfg.pool, "frame_skip": cfg.data.frame_skip, "train_config": asdict(cfg),
     }}
     trainer = Trainer(predictor, objective, dataset, cfg.loop, out, collate_fn=collate_windows, extra_state=extra)
     history = trainer.fit()

@@ -42,6 +42,32 @@ def test_windows_are_aligned(roots, version):
     assert item["depth"].shape == (4, H, W) and item["intrinsics"].shape == (4, 3, 3) and item["extrinsics"].shape == (4, 4, 4)
 
 
+def test_action_chunks_by_hand():
+    from ivnext_world.data.trajectory import action_chunks
+
+    acts = np.arange(10, dtype=np.float32).reshape(5, 2)  # step r's action = [2r, 2r + 1]
+    np.testing.assert_array_equal(action_chunks(acts, np.array([0, 2]), 1), [[0, 1], [4, 5]])
+    np.testing.assert_array_equal(action_chunks(acts, np.array([0, 2]), 2), [[0, 1, 2, 3], [4, 5, 6, 7]])
+    # Past the last action the chunk repeats it (only a window's last frame reaches there).
+    np.testing.assert_array_equal(action_chunks(acts, np.array([3]), 3), [[6, 7, 8, 9, 8, 9]])
+
+
+@pytest.mark.parametrize("version", ["v2.1", "v3.0"])
+def test_chunked_actions_cover_every_skipped_step(roots, version):
+    ds = TrajectoryDataset(roots[version], window=3, stride=2, frame_skip=3, chunk_actions=True)
+    plain = TrajectoryDataset(roots[version], window=3, stride=2, frame_skip=3)
+    assert len(ds) == len(plain)
+    for i in range(len(ds)):
+        item = ds[i]
+        ep, rows = item["episode_index"], item["frame_index"].numpy()
+        want = episode_arrays(ep, LENGTHS[ep])["actions"]
+        assert item["actions"].shape == (3, 3 * ACTION_DIM)
+        for t in range(2):  # between frames r_t and r_t + 3: actions r_t, r_t + 1, r_t + 2
+            np.testing.assert_array_equal(item["actions"][t].numpy(), want[rows[t]:rows[t] + 3].reshape(-1))
+        np.testing.assert_array_equal(item["actions"][:, :ACTION_DIM].numpy(), plain[i]["actions"].numpy())
+        np.testing.assert_array_equal(item["proprio"].numpy(), plain[i]["proprio"].numpy())
+
+
 def test_v30_items_equal_v21(roots):
     a, b = (TrajectoryDataset(roots[v], window=5, stride=4) for v in ("v2.1", "v3.0"))
     assert len(a) == len(b)

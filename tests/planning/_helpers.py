@@ -38,23 +38,24 @@ TINY_EPD = dict(img_size=56, num_frames=4, encoder_kwargs={"embed_dim": 48, "dep
                 predictor_dim=48, predictor_depth=1, predictor_heads=2, decoder_width=32, decoder_depth=1)
 
 
-def save_tiny_world_model(root, data_source=None):
+def save_tiny_world_model(root, data_source=None, frame_skip=1):
     """A world-model run folder that ``WorldModel.load`` rebuilds: random Stage-1-like encoder with a
-    decoder (56 px -> 4 cls + 16 patch tokens of width 48) + a random 1-block predictor."""
+    decoder (56 px -> 4 cls + 16 patch tokens of width 48) + a random 1-block predictor acting in
+    chunks of ``frame_skip`` 2-d env actions."""
     torch.manual_seed(0)
     epd = build_epd(EPDConfig(**TINY_EPD))
     enc_ckpt = save_checkpoint(root / "epd" / "checkpoints", epd, None,
                                TrainState(step=1, data={}, extra={"model": epd.config_dict(), "stage": 1}))
-    pcfg = ACPredictorConfig(enc_dim=48, tokens_per_frame=20, action_dim=2, proprio_dim=4, embed_dim=32, depth=1,
+    pcfg = ACPredictorConfig(enc_dim=48, tokens_per_frame=20, action_dim=2 * frame_skip, proprio_dim=4, embed_dim=32, depth=1,
                              num_heads=2, max_frames=16, predict_proprio=True)
     predictor = ActionConditionedPredictor(pcfg)
     with torch.no_grad():  # the zero-initialised residual heads would make every plan equally good
         torch.nn.init.normal_(predictor.output_proj.weight, std=0.05)
         torch.nn.init.normal_(predictor.proprio_head.weight, std=0.05)
-    stats = NormStats([0.0, 0.0], [0.5, 0.5], [0.0] * 4, [0.1] * 4)
+    stats = NormStats([0.0, 0.0], [0.5, 0.5], [0.0] * 4, [0.1] * 4).chunked(frame_skip)
     run = root / "wm"
     extra = {"world_model": {"predictor": asdict(pcfg), "encoder_checkpoint": str(enc_ckpt.resolve()),
-                             "norm_stats": asdict(stats), "pool": 1,
+                             "norm_stats": asdict(stats), "pool": 1, "frame_skip": frame_skip,
                              "train_config": {"data": {"source": data_source}, "loop": {"batch_size": 2}}}}
     save_checkpoint(run / "checkpoints", predictor, None, TrainState(step=3, data={}, extra=extra))
     return run

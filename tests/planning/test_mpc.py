@@ -121,3 +121,34 @@ def test_agent_with_proprio_term_plans_on_the_world_models_imagined_proprio(tiny
     agent.reset(img(), np.array([0.1, -0.1, 0.0, 0.0], np.float32))
     a = agent(obs)
     assert a.shape == (2,) and np.all(np.abs(a) <= 1.0) and agent.imagined.shape[0] == 3
+
+
+def test_agent_executes_a_frame_skip_world_models_chunks_one_env_action_at_a_time(tmp_path):
+    """A frame_skip=3 world model plans (H, 3 * A) chunks: the agent hands them to the env one action per
+    call, encodes frames only at chunk boundaries, and replans after ``execute`` chunks."""
+    from gymnasium import spaces
+
+    from ivnext_world.planning.agent import PlanningAgent
+    from ivnext_world.world_model import WorldModel
+
+    from ._helpers import save_tiny_world_model
+
+    wm = WorldModel.load(save_tiny_world_model(tmp_path, frame_skip=3))
+    assert wm.frame_skip == 3 and wm.stats.action_dim == 6
+    box = spaces.Box(np.array([-1.0, -0.2], np.float32), np.array([1.0, 0.2], np.float32))
+    agent = PlanningAgent(wm, CEM(samples=16, topk=4, iterations=2, horizon=3), box, execute=2)
+    assert torch.allclose(wm.stats.denormalize_actions(agent.bounds.high), torch.tensor([1.0, 0.2] * 3))
+    encoded = []
+    encode = wm.encode
+    wm.encode = lambda frames: encoded.append(1) or encode(frames)
+    rng = np.random.default_rng(0)
+    obs = lambda: {"rgb": rng.integers(0, 256, (56, 56, 3), dtype=np.uint8), "proprio": np.zeros(4, np.float32)}  # noqa: E731
+    agent.reset(obs()["rgb"])
+    acts = [agent(obs()) for _ in range(13)]
+    # Plans at env steps 0 and 6 and 12 (2 chunks of 3 per plan); goal + one frame per plan encoded.
+    assert agent.num_plans == 3 and len(encoded) == 1 + 3
+    assert all(a.shape == (2,) and box.contains(a) for a in acts)
+    chunk = np.clip(wm.stats.denormalize_actions(agent.mpc.last.actions[0]).numpy(), -1, 1)
+    np.testing.assert_allclose(acts[12], np.clip(chunk[:2], box.low, box.high), atol=1e-6)
+    with pytest.raises(ValueError, match="chunks of 6"):
+        PlanningAgent(wm, CEM(samples=4, topk=2, iterations=1, horizon=2), spaces.Box(-1, 1, (3,), np.float32))

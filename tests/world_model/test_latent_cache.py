@@ -12,7 +12,7 @@ def test_cached_windows_equal_on_the_fly_encoding(tmp_path, push_data, epd_ckpt)
     weights = resolve_checkpoint(epd_ckpt) / "model.safetensors"
     cache = build_latent_cache(epd.encoder, weights, str(push_data), [1, 2], tmp_path / "lat", 56, chunk_frames=5)
     ds = LatentWindowDataset(cache, str(push_data), [1, 2], window=4, stride=3, frame_skip=2)
-    ref = TrajectoryDataset(push_data, window=4, stride=3, frame_skip=2, episodes=[1, 2],
+    ref = TrajectoryDataset(push_data, window=4, stride=3, frame_skip=2, episodes=[1, 2], chunk_actions=True,
                             transform=build_video_transform(False, 56, crop_pct=1.0, flip=False))
     assert len(ds) == len(ref) > 2
     for i in (0, len(ds) - 1):

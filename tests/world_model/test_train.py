@@ -66,3 +66,27 @@ def test_action_free_training_and_config_errors(tmp_path, push_data, epd_ckpt):
         config(tmp_path, push_data, epd_ckpt, rollout_steps=4)
     with pytest.raises(ValueError, match="loss"):
         config(tmp_path, push_data, epd_ckpt, loss="huber")
+
+
+def test_frame_skip_trains_on_action_chunks(tmp_path, push_data, epd_ckpt):
+    """frame_skip=2 (DINO-WM's frameskip): one world-model step = 2 env steps, its action = the 2 env
+    actions concatenated, so a rollout of H steps is driven by (H, 2 * A) chunks."""
+    from ivnext_world.data import LeRobotDataset
+    from ivnext_world.data.lerobot.layout import ACTION
+    from ivnext_world.world_model.latent_cache import LatentWindowDataset
+
+    cfg = config(tmp_path, push_data, epd_ckpt, out="fs2")
+    cfg.data.frame_skip, cfg.loop.steps, cfg.loop.ckpt_every = 2, 3, 3
+    train_world_model(cfg)
+    wm = WorldModel.load(tmp_path / "fs2")
+    assert wm.frame_skip == 2 and wm.env_action_dim == 2 and wm.stats.action_dim == 4
+    assert wm.stats.action_std[:2] == wm.stats.action_std[2:]  # per-step statistics, repeated
+    ds = LatentWindowDataset(tmp_path / "fs2" / "latents", str(push_data), [0], window=4, frame_skip=2)
+    item, acts = ds[1], LeRobotDataset(push_data).episode_table(0)[ACTION]
+    assert item["actions"].shape == (4, 4) and item["latents"].shape[0] == 4
+    torch.testing.assert_close(item["actions"][0], torch.from_numpy(acts[1:3].reshape(-1)))  # window 1 starts at row 1
+    torch.testing.assert_close(wm.env_actions(item["actions"])[2], torch.from_numpy(acts[5:7]))
+    z = torch.zeros(1, 1, wm.tokens_per_frame, 48)
+    assert wm.rollout(z, item["actions"][None, :3], proprio=item["proprio"][None, :1]).shape[1] == 3
+    with pytest.raises(ValueError, match="4 features"):
+        wm.rollout(z, torch.zeros(1, 3, 2), proprio=item["proprio"][None, :1])  # env actions, not chunks

@@ -65,8 +65,9 @@ def imagined_depth(
     check_same_encoder(features, wm)
     if wm.pool != 1:
         raise ValueError(f"the world model pools patch tokens {wm.pool}x{wm.pool}: the depth probe needs every patch token")
-    ds = TrajectoryDataset(source, window=context + horizon, stride=context + horizon, camera_key=camera_key,
-                           episodes=list(episodes), on_error="raise")
+    ds = TrajectoryDataset(source, window=context + horizon, stride=(context + horizon) * wm.frame_skip,
+                           camera_key=camera_key, episodes=list(episodes), on_error="raise",
+                           frame_skip=wm.frame_skip, chunk_actions=True)
     if not ds.has_depth:
         raise ValueError(f"{source} stores no depth")
     picks = np.unique(np.linspace(0, len(ds) - 1, min(max_windows, len(ds))).round().astype(int))

@@ -57,7 +57,7 @@ class PlanEvalConfig:
     mppi: MPPIConfig = field(default_factory=MPPIConfig)
     gradient: GradientConfig = field(default_factory=GradientConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    execute: int = 1  # actions executed per plan (DINO-WM: 5)
+    execute: int = 1  # world-model steps executed per plan (DINO-WM: 5); x frame_skip env actions
     context_frames: int = 1
     stop_on_success: bool = True
     bc_latent: Optional[str] = None  # BC run folders (ivnext-bc), needed by methods bc_latent / bc_pixels
@@ -145,7 +145,7 @@ def world_model_budget(run: str | Path) -> dict:
         data = tc.get("data", {})
         out.update(step=json.loads((Path(ckpt) / "state.json").read_text())["step"], data=data.get("source"),
                    episodes=data.get("episodes"), batch_size=tc.get("loop", {}).get("batch_size"),
-                   pool=extra.get("pool"), predictor=extra.get("predictor"), encoder=extra.get("encoder_checkpoint"))
+                   pool=extra.get("pool"), frame_skip=extra.get("frame_skip", 1), predictor=extra.get("predictor"), encoder=extra.get("encoder_checkpoint"))
         try:
             from ..data import LeRobotDataset
 

@@ -114,7 +114,8 @@ def write_reports(results: dict, out: Path) -> None:
     wm = results.get("world_model")
     if wm:
         lines += [f"World model: `{wm.get('run')}`, {wm.get('step')} steps, batch {wm.get('batch_size')}, "
-                  f"{wm.get('num_episodes')} episodes / {wm.get('frames')} frames of `{wm.get('data')}`, pool {wm.get('pool')}.", ""]
+                  f"{wm.get('num_episodes')} episodes / {wm.get('frames')} frames of `{wm.get('data')}`, pool {wm.get('pool')}, "
+                  f"frame skip {wm.get('frame_skip', 1)}.", ""]
     lines += ["| method | success | episodes | mean final distance (m) | mean steps | s / action |",
               "|---|---|---|---|---|---|"]
     for name, m in results["methods"].items():

@@ -46,7 +46,8 @@ class TrajectoryDataset(PolicyDataset, Dataset):
     - ``"frames"``: (T, C, H, W) float32 in [0, 1] of ``camera_key``, decoded by decord at the rows'
       timestamps (v3.0: shifted by the episode's ``from_timestamp`` in the shared video); with a
       ``transform`` its output for the uint8 (T, C, H, W) clip instead.
-    - ``"actions"``: (T, A) float32 ((T, frame_skip * A) with ``chunk_actions``). ``"proprio"``: (T, S) float32 (``observation.state``).
+    - ``"actions"``: (T, A) float32 ((T, frame_skip * A) with ``chunk_actions``).
+    - ``"proprio"``: (T, S) float32 (``observation.state``).
     - ``"depth"``: (T, H, W) float32 metres, only if the dataset stores depth for the camera.
     - ``"intrinsics"``: (T, 3, 3), ``"extrinsics"``: (T, 4, 4) world-to-camera float32, only if stored.
     - ``"episode_index"``: int, ``"frame_index"``: int64 (T,), ``"index"``: the item returned.
@@ -88,7 +89,8 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         if unknown:
             raise IndexError(f"{root} has no episodes {unknown}")
         self.window, self.stride, self.frame_skip = window, stride, frame_skip
-        self.transform, self.cache_episodes, self.chunk_actions = transform, cache_episodes, chunk_actions
+        self.transform, self.cache_episodes = transform, cache_episodes
+        self._chunk = frame_skip if chunk_actions else 1  # env actions per item row
         self.has_depth = self.camera_key in self.meta.depth_keys
         self.videos = dict(zip(episodes, lerobot_items(self.meta, [self.camera_key], episodes)))
         span = (window - 1) * frame_skip + 1
@@ -138,7 +140,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         clip = torch.from_numpy(read_frames(reader, video.path, file_frames)).permute(0, 3, 1, 2)  # (T, C, H, W)
         item = {
             "frames": self.transform(clip) if self.transform is not None else clip.float().div_(255.0),
-            "actions": torch.from_numpy(action_chunks(table[ACTION], rows, self.frame_skip if self.chunk_actions else 1)),
+            "actions": torch.from_numpy(action_chunks(table[ACTION], rows, self._chunk)),
             "proprio": torch.from_numpy(table[STATE][rows]),
             "episode_index": ep,
             "frame_index": torch.from_numpy(table["frame_index"][rows].astype(np.int64)),

@@ -145,7 +145,8 @@ def world_model_budget(run: str | Path) -> dict:
         data = tc.get("data", {})
         out.update(step=json.loads((Path(ckpt) / "state.json").read_text())["step"], data=data.get("source"),
                    episodes=data.get("episodes"), batch_size=tc.get("loop", {}).get("batch_size"),
-                   pool=extra.get("pool"), frame_skip=extra.get("frame_skip", 1), predictor=extra.get("predictor"), encoder=extra.get("encoder_checkpoint"))
+                   pool=extra.get("pool"), frame_skip=extra.get("frame_skip", 1), predictor=extra.get("predictor"),
+                   encoder=extra.get("encoder_checkpoint"))
         try:
             from ..data import LeRobotDataset
 

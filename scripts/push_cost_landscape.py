@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np
-import torch
 
 
 def main() -> None:
@@ -30,6 +29,7 @@ def main() -> None:
 
     import envs
     from envs.goals import rendered_state
+    from ivnext_world.planning.agent import ObjectiveConfig
     from ivnext_world.planning.objectives import LatentGoalCost
     from ivnext_world.world_model import WorldModel
 
@@ -37,9 +37,7 @@ def main() -> None:
     env = gymnasium.make(envs.TASKS["push"], width=args.image_size, height=args.image_size)
     u = env.unwrapped
 
-    def encode(rgb: np.ndarray) -> torch.Tensor:
-        return wm.encode(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None, None])[0]  # (1, n, D)
-
+    obj = ObjectiveConfig()  # the planners' default latent objective
     rows = []
     for seed in range(args.seed, args.seed + args.episodes):
         obs, _ = env.reset(seed=seed)
@@ -52,10 +50,11 @@ def main() -> None:
             u._pose_goal(data)
             data.qpos[u._puck_qpos:u._puck_qpos + 2] = puck_xy
 
-        cost = LatentGoalCost(encode(u.render_goal()["rgb"])[0], "l1", "last", "all", wm.num_prefix_tokens)
+        goal = wm.encode_image(u.render_goal()["rgb"])
+        cost = LatentGoalCost(goal, obj.norm, obj.frames, obj.tokens, wm.num_prefix_tokens)
         states = [obs["rgb"]] + [rendered_state(u.model, u.data, pose, u._get_obs)["rgb"]
                                  for pose in (puck_on_goal, fingertip_at_goal_pose)]
-        rows.append([float(cost(encode(s)[None])) for s in states])
+        rows.append([float(cost(wm.encode_image(s)[None, None])) for s in states])  # (1 plan, 1 frame, n, D)
     env.close()
     r = np.asarray(rows)
     print(f"latent L1 to the goal image, mean over {len(r)} episodes (seeds {args.seed}+):")

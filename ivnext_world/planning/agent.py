@@ -71,17 +71,13 @@ class PlanningAgent:
         self.objective: Objective | None = None
         self.imagined: torch.Tensor | None = None  # (H, n, D) latents of the current plan
 
-    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
-        frames = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None, None]  # (1, 1, 3, H, W)
-        return self.wm.encode(frames)[0, 0]  # (n, D)
-
     @property
     def uses_proprio(self) -> bool:
         cfg = self.objective_cfg
         return not callable(cfg) and cfg.proprio_weight > 0
 
     def reset(self, goal_rgb: np.ndarray, goal_proprio: np.ndarray | None = None) -> None:
-        self.goal = self._encode(goal_rgb)  # (n, D)
+        self.goal = self.wm.encode_image(goal_rgb)  # (n, D)
         cfg = self.objective_cfg
         if callable(cfg):
             self.objective = cfg(self.goal)
@@ -112,7 +108,7 @@ class PlanningAgent:
             return self._pending.pop(0)
         replanning = self.mpc.needs_plan
         if replanning or self.context_frames > 1:
-            self._latents.append(self._encode(obs["rgb"]))
+            self._latents.append(self.wm.encode_image(obs["rgb"]))
             self._proprio.append(torch.as_tensor(obs["proprio"], dtype=torch.float32))
         dyn_holder = {}
 

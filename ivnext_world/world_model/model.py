@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -143,6 +144,11 @@ class WorldModel(nn.Module):
         x = self._transform(frames.to(self.device).flatten(0, 1))  # (B*T, 3, S, S) normalised
         x = x.unflatten(0, (b, t))
         return encode_video(self.encoder, x, self.pool).float()
+
+    def encode_image(self, rgb) -> torch.Tensor:
+        """One ``(H, W, 3)`` uint8 image (an env observation's ``"rgb"``) -> its latents ``(n, D)``."""
+        frame = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None, None]  # (1, 1, 3, H, W)
+        return self.encode(frame)[0, 0]
 
     @torch.no_grad()
     def predict(self, context_latents: torch.Tensor, actions: torch.Tensor | None = None,

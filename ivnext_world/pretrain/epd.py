@@ -59,7 +59,8 @@ class EPDConfig:
 class EPDModel(nn.Module):
     def __init__(self, cfg: EPDConfig):
         super().__init__()
-        cfg = replace(cfg, predictor_text_config=dict(cfg.predictor_text_config))  # filled in below; the caller's stays
+        # _modernbert_predictor fills in predictor_* fields; the caller's config stays as it was.
+        cfg = replace(cfg, predictor_text_config=dict(cfg.predictor_text_config))
         self.cfg = cfg
         self.encoder: VideoViT = timm.create_model(
             cfg.encoder, pretrained=False, img_size=cfg.img_size, num_frames=cfg.num_frames,

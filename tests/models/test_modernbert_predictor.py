@@ -156,6 +156,7 @@ def test_world_model_predictor_refuses_modernbert_layers():
     from ivnext_world.world_model import ACPredictorConfig, ActionConditionedPredictor
 
     pred = ModernBertPredictor(enc_dim=48, grid_size=GRID, depth=1, config=TINY)
-    ac = ActionConditionedPredictor(ACPredictorConfig(enc_dim=48, tokens_per_frame=4, embed_dim=32, num_heads=2, depth=1))
+    cfg = ACPredictorConfig(enc_dim=48, tokens_per_frame=4, embed_dim=32, num_heads=2, depth=1)
+    ac = ActionConditionedPredictor(cfg)
     with pytest.raises(TypeError, match="ModernBertEncoderLayer"):
         ac.init_blocks_from(pred.blocks)

@@ -33,7 +33,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from torch import nn
 
-__all__ = ["HF_FAMILIES", "HFVisionTeacher", "hf_family", "read_json_config"]
+__all__ = ["HF_FAMILIES", "HFVisionTeacher", "check_loading_info", "hf_family", "read_json_config"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,19 @@ def hf_family(folder: Path, config: dict) -> _Family:
     return HF_FAMILIES[model_type]
 
 
+def check_loading_info(folder: Path, model_class: str, info: dict, prefix: str = "") -> None:
+    """Fail naming the tensors when ``from_pretrained`` found missing or differently shaped weights
+    (keys starting with ``prefix`` only); transformers itself would re-initialise them with a warning."""
+    missing = sorted(k for k in info.get("missing_keys", []) if k.startswith(prefix))
+    mismatched = [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        raise ValueError(
+            f"{folder}: the weights do not match its config.json ({model_class}; a checkpoint of another size?):\n"
+            f"  missing keys ({len(missing)}): {missing[:20]}\n"
+            f"  shape mismatches ({len(mismatched)}): {sorted(mismatched)[:20]}"
+        )
+
+
 def _preprocessing(folder: Path, family: _Family, vcfg) -> tuple[tuple, tuple, int]:
     """(mean, std, image size) from ``preprocessor_config.json`` if present, else the config's."""
     mean, std = family.mean, family.std
@@ -124,16 +137,11 @@ class HFVisionTeacher(nn.Module):
         config = read_json_config(folder / "config.json")
         self.family = hf_family(folder, config)
         model_cls = getattr(transformers, self.family.model_class)
-        try:
-            model, info = model_cls.from_pretrained(str(folder), output_loading_info=True)
+        try:  # mismatched shapes are reported below, naming the tensors, instead of transformers' error
+            model, info = model_cls.from_pretrained(str(folder), output_loading_info=True, ignore_mismatched_sizes=True)
         except (OSError, RuntimeError, ValueError) as e:
             raise ValueError(f"{folder}: transformers could not load a {self.family.model_class} from it: {e}") from e
-        if info.get("missing_keys") or info.get("mismatched_keys"):
-            raise ValueError(
-                f"{folder}: the weights do not match its config.json ({self.family.model_class}):\n"
-                f"  missing keys ({len(info['missing_keys'])}): {sorted(info['missing_keys'])[:20]}\n"
-                f"  mismatched keys: {sorted(map(str, info.get('mismatched_keys') or []))[:20]}"
-            )
+        check_loading_info(folder, self.family.model_class, info)
         if info.get("unexpected_keys"):  # the text tower of a full image-text checkpoint
             log.info("%s: ignored %d tensors outside the vision tower", folder, len(info["unexpected_keys"]))
         self.model = model.eval().requires_grad_(False)

@@ -148,7 +148,7 @@ class ModernBertPredictor(nn.Module):
     def _load_text_model(folder: Path, overrides: dict):
         from transformers import ModernBertModel
 
-        from .hf_vision import read_json_config
+        from .hf_vision import check_loading_info, read_json_config
 
         if not folder.is_dir():
             raise FileNotFoundError(f"ModernBERT folder not found: {folder}")
@@ -159,14 +159,11 @@ class ModernBertPredictor(nn.Module):
         if model_type != "modernbert":
             raise ValueError(f"{folder / 'config.json'} is a {model_type!r} model, not ModernBERT")
         try:
-            bert, info = ModernBertModel.from_pretrained(str(folder), dtype=torch.float32,
-                                                         output_loading_info=True, **overrides)
+            bert, info = ModernBertModel.from_pretrained(str(folder), dtype=torch.float32, output_loading_info=True,
+                                                         ignore_mismatched_sizes=True, **overrides)
         except (OSError, RuntimeError, ValueError) as e:
             raise ValueError(f"{folder}: transformers could not load ModernBERT from it: {e}") from e
-        missing = [k for k in info.get("missing_keys", []) if k.startswith("layers.")]
-        if missing or info.get("mismatched_keys"):
-            raise ValueError(f"{folder}: its weights do not match its config.json; missing {sorted(missing)[:10]}, "
-                             f"mismatched {list(info.get('mismatched_keys') or [])[:10]}")
+        check_loading_info(folder, "ModernBertModel", info, prefix="layers.")
         return bert
 
     def config_dict(self) -> dict:

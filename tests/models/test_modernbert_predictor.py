@@ -122,6 +122,9 @@ def test_text_folder_errors(tmp_path, text_folder):
     (text_folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="depth 5 must be in 1..4"):
         ModernBertPredictor(enc_dim=48, grid_size=GRID, depth=5, text_model=text_folder)
+    (text_folder / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 40}))
+    with pytest.raises(ValueError, match="mlp.Wo.weight: checkpoint \\(32, 48\\) vs model \\(32, 40\\)"):
+        ModernBertPredictor(enc_dim=48, grid_size=GRID, depth=2, text_model=text_folder)
 
 
 def test_stage1_step_and_checkpoint_rebuild_with_modernbert(tmp_path, text_folder):

@@ -163,6 +163,20 @@ def test_transformers_folder_matches_transformers(tmp_path, kind, mean):
     torch.testing.assert_close(out.attn, attn, **TOL)
 
 
+@pytest.mark.parametrize("kind", ["siglip", "clip"])
+def test_transformers_teacher_at_another_image_size(tmp_path, kind):
+    ref = _save_hf(kind, tmp_path / kind)  # trained at 32 px: a 4x4 position table
+    teacher = ImageTeacher("auto", tmp_path / kind, layers=[1], img_size=48)
+    assert teacher.grid == (6, 6)
+    video = _video(48, t=1)
+    frames = _teacher_frames(video, *((0.5,) * 3, (0.5,) * 3) if kind == "siglip" else
+                             ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)))
+    want = ref(pixel_values=frames, output_hidden_states=True, interpolate_pos_encoding=True)
+    out = teacher(video)
+    torch.testing.assert_close(out.pooled, want.pooler_output, **TOL)
+    torch.testing.assert_close(out.hidden[0], want.hidden_states[2][:, 0 if kind == "siglip" else 1:], **TOL)
+
+
 def test_transformers_cache_folder_and_preprocessor_config(tmp_path):
     export = tmp_path / "export"
     ref = _save_hf("dinov2", export)
@@ -229,9 +243,9 @@ def test_transformers_folder_of_another_family_or_size(tmp_path):
     # A config.json whose width disagrees with the weights next to it.
     cfg = (tmp_path / "dino" / "config.json").read_text().replace('"hidden_size": 32', '"hidden_size": 64')
     (tmp_path / "dino" / "config.json").write_text(cfg)
-    with pytest.raises(ValueError, match="could not load|do not match") as err:
+    with pytest.raises(ValueError, match="do not match its config.json") as err:
         ImageTeacher("auto", tmp_path / "dino")
-    assert str(tmp_path / "dino") in str(err.value)
+    assert str(tmp_path / "dino") in str(err.value) and "checkpoint (32,) vs model (64,)" in str(err.value)
 
 
 def test_transformers_folder_without_config(tmp_path):

@@ -4,7 +4,8 @@
 - :mod:`.predictor`: the predictor over visible tokens + mask tokens (+ optional extra tokens)
 - :mod:`.diffusion_decoder`: Stage 1's per-token diffusion decoder and the linear ablation
 - :mod:`.heads`: attention pooling, alignment and latent-prediction heads
-- :mod:`.teacher`: the frozen per-frame timm image teacher
+- :mod:`.modernbert_predictor`: the paper's predictor, the last ModernBERT layers (transformers)
+- :mod:`.teacher`: the frozen per-frame image teacher (timm files and folders, transformers folders via :mod:`.hf_vision`)
 - :mod:`.block`, :mod:`.patch_embed`, :mod:`.pos_embed`: shared building blocks
 
 Importing this package registers the encoder presets with timm.
@@ -16,7 +17,7 @@ from .heads import AlignmentHead, AttentionPoolHead, LatentPredictionHead
 from .patch_embed import PatchEmbed3D, patchify, token_grid, unpatchify
 from .pos_embed import VideoPosEmbed, sincos_3d_table
 from .predictor import Predictor, PredictorOutput
-from .teacher import ImageTeacher, TeacherOutput, load_timm_checkpoint, resize_token_grid
+from .teacher import ImageTeacher, TeacherOutput, load_timm_checkpoint, read_state_dict, resize_token_grid
 from .vit import PRESETS, VideoViT, resolve_block_indices
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "VideoViT",
     "load_timm_checkpoint",
     "patchify",
+    "read_state_dict",
     "resize_token_grid",
     "resolve_block_indices",
     "sincos_3d_table",

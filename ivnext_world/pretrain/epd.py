@@ -7,7 +7,7 @@ stage does not use are simply not built, so checkpoints only carry trained tenso
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 import timm
@@ -34,6 +34,13 @@ class EPDConfig:
     # visible tokens only through attention scaled by 1e-5, so the reconstruction loss barely reaches
     # the encoder in a short run.
     predictor_layer_scale: float = 0.0
+    # "vit": our blocks (predictor_dim/heads/layer_scale above) | "modernbert": the paper's predictor, the
+    # last predictor_depth layers of ModernBERT (models/modernbert_predictor.py); width and heads then
+    # come from the ModernBERT config and are written back into predictor_dim/predictor_heads.
+    predictor_kind: str = "vit"
+    predictor_text_model: Optional[str] = None  # local ModernBERT folder (config.json + weights); None: random init
+    predictor_text_config: dict = field(default_factory=dict)  # ModernBertConfig fields; the full config once built
+    predictor_init: Optional[str] = None  # set when first built: "text:<folder>" or "random" (loudly warned)
     decoder: str = "diffusion"  # "diffusion" | "linear" (ablation) | "none" (alignment only / Stage 2)
     decoder_width: int = 256  # paper's best: 1536
     decoder_depth: int = 3  # paper's best: 6
@@ -45,11 +52,15 @@ class EPDConfig:
     def __post_init__(self):
         if self.decoder not in ("diffusion", "linear", "none"):
             raise ValueError(f"EPDConfig.decoder must be 'diffusion', 'linear' or 'none', got {self.decoder!r}")
+        if self.predictor_kind not in ("vit", "modernbert"):
+            raise ValueError(f"EPDConfig.predictor_kind must be 'vit' or 'modernbert', got {self.predictor_kind!r}")
 
 
 class EPDModel(nn.Module):
     def __init__(self, cfg: EPDConfig):
         super().__init__()
+        # _modernbert_predictor fills in predictor_* fields; the caller's config stays as it was.
+        cfg = replace(cfg, predictor_text_config=dict(cfg.predictor_text_config))
         self.cfg = cfg
         self.encoder: VideoViT = timm.create_model(
             cfg.encoder, pretrained=False, img_size=cfg.img_size, num_frames=cfg.num_frames,
@@ -58,11 +69,14 @@ class EPDModel(nn.Module):
         )
         enc = self.encoder
         grid = enc.token_grid((cfg.num_frames, cfg.img_size, cfg.img_size))
-        self.predictor = Predictor(
-            enc_dim=enc.embed_dim, embed_dim=cfg.predictor_dim, depth=cfg.predictor_depth,
-            num_heads=cfg.predictor_heads, grid_size=grid, num_cls_tokens=enc.num_prefix_tokens,
-            init_values=cfg.predictor_layer_scale or None, grad_checkpointing=cfg.grad_checkpointing,
-        )
+        if cfg.predictor_kind == "modernbert":
+            self.predictor = self._modernbert_predictor(cfg, enc.embed_dim, grid, enc.num_prefix_tokens)
+        else:
+            self.predictor = Predictor(
+                enc_dim=enc.embed_dim, embed_dim=cfg.predictor_dim, depth=cfg.predictor_depth,
+                num_heads=cfg.predictor_heads, grid_size=grid, num_cls_tokens=enc.num_prefix_tokens,
+                init_values=cfg.predictor_layer_scale or None, grad_checkpointing=cfg.grad_checkpointing,
+            )
         patch_dim = 3 * cfg.tubelet_size * cfg.patch_size**2
         self.decoder: nn.Module | None = None
         if cfg.decoder == "diffusion":
@@ -77,6 +91,23 @@ class EPDModel(nn.Module):
             )
             self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
         self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
+
+    def _modernbert_predictor(self, cfg: EPDConfig, enc_dim: int, grid, num_cls: int) -> nn.Module:
+        """Build the ModernBERT predictor and record in ``cfg`` what a rebuild needs (full config, width,
+        where the weights came from). A config that already records ``predictor_init`` (a checkpoint's)
+        is rebuilt without reading the text folder: its weights come from the checkpoint."""
+        from ..models.modernbert_predictor import ModernBertPredictor
+
+        fresh = cfg.predictor_init is None
+        pred = ModernBertPredictor(
+            enc_dim, grid, num_cls, depth=cfg.predictor_depth, text_model=cfg.predictor_text_model,
+            config=cfg.predictor_text_config, load_text_weights=fresh, grad_checkpointing=cfg.grad_checkpointing,
+        )
+        if fresh:
+            cfg.predictor_init = pred.init
+        cfg.predictor_text_config = pred.config_dict()
+        cfg.predictor_dim, cfg.predictor_heads = pred.embed_dim, pred.num_heads
+        return pred
 
     @property
     def num_align_layers(self) -> int:

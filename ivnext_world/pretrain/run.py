@@ -29,8 +29,10 @@ RANDOM_TEACHER_WARNING = (
 
 @dataclass
 class TeacherConfig:
-    model: str = "vit_tiny_patch16_224"  # any timm ViT, e.g. vit_base_patch16_siglip_224
-    checkpoint: Optional[str] = None  # local weights file; None = random weights, loudly labelled
+    # a timm ViT, e.g. vit_base_patch16_siglip_224, or "auto": the model the checkpoint folder holds
+    model: str = "vit_tiny_patch16_224"
+    # local timm weights file, timm / HF-cache folder, or transformers folder; None = random, loudly labelled
+    checkpoint: Optional[str] = None
     num_layers: int = 6  # hidden states aligned with the student's last blocks (paper: 6)
 
 

@@ -136,6 +136,13 @@ class ActionConditionedPredictor(nn.Module):
 
         Copies ``min(depth, len(blocks))`` blocks, first to first; returns how many were copied.
         """
+        if not all(isinstance(b, Block) for b in blocks):
+            kinds = sorted({type(b).__name__ for b in blocks})
+            raise TypeError(
+                f"cannot copy {kinds} layers into the action-conditioned predictor, whose KV-cached block-causal "
+                "rollouts run this project's Block (a predictor_kind=modernbert checkpoint has ModernBERT layers): "
+                "train it from scratch (init_from_pretrained=false)"
+            )
         copied = 0
         for mine, theirs in zip(self.blocks, blocks):
             mine.load_state_dict(theirs.state_dict())

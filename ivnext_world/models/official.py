@@ -171,7 +171,8 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> tuple[dict[str, tor
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
         except pickle.UnpicklingError as e:  # legacy-format pickles are only checked here
-            raise CheckpointError(f"{path}: torch.load(weights_only=True) refuses this file: {str(e).splitlines()[0]}") from e
+            reason = str(e).splitlines()[0]
+            raise CheckpointError(f"{path}: torch.load(weights_only=True) refuses this file: {reason}") from e
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
     return unwrap_state_dict(obj, source=str(path)), metadata
@@ -258,8 +259,8 @@ def _check_family(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
         elif any(".layers." in k or k.startswith("encoder.") for k in state_dict):
             looks = " It looks like a transformers model."
         raise CheckpointError(
-            f"{source}: not an InternVideo-Next video encoder checkpoint: it lacks {missing or ['a 3D patch embedding']} "
-            f"(first keys: {list(state_dict)[:5]}).{looks}"
+            f"{source}: not an InternVideo-Next video encoder checkpoint: it lacks "
+            f"{missing or ['a 3D patch embedding']} (first keys: {list(state_dict)[:5]}).{looks}"
         )
 
 
@@ -279,7 +280,9 @@ def _source_grid(
     if source_grid is not None:
         grid = tuple(int(g) for g in source_grid)
         if math.prod(grid) != n_rows:
-            raise CheckpointError(f"{source}: position table has {n_rows} patch rows, grid {grid} needs {math.prod(grid)}")
+            raise CheckpointError(
+                f"{source}: position table has {n_rows} patch rows, grid {grid} needs {math.prod(grid)}"
+            )
         return grid
     patch = model.patch_embed.patch_size
     if source_img_size is not None:
@@ -345,7 +348,9 @@ def checkpoint_filter_fn(
         hint = f"; create {preset!r} (with the .official_s2 tag) for it" if preset else ""
         detail = ", ".join(f"{k} {a} (model: {b})" for k, (a, b) in differ.items())
         raise CheckpointError(f"{source}: a checkpoint of another size: {detail}{hint}")
-    sd["pos_embed.pos_embed"] = _resize_pos_table(sd["pos_embed.pos_embed"], model, source, source_img_size, source_grid)
+    sd["pos_embed.pos_embed"] = _resize_pos_table(
+        sd["pos_embed.pos_embed"], model, source, source_img_size, source_grid
+    )
     if strict:
         missing = [k for k in expected if k not in sd]
         unexpected = [k for k in sd if k not in expected]

@@ -81,7 +81,8 @@ def test_position_table_for_other_clip_lengths_and_sizes_matches_official_interp
 
 def test_official_s2_tag_sets_the_official_options():
     with torch.device("meta"):  # full-size models, no memory
-        for name, params in [("ivnext_vit_base_patch14_224", 91_017_804), ("ivnext_vit_large_patch14_224", 311_034_188)]:
+        released = [("ivnext_vit_base_patch14_224", 91_017_804), ("ivnext_vit_large_patch14_224", 311_034_188)]
+        for name, params in released:
             ours = timm.create_model(name)
             official = timm.create_model(f"{name}.official_s2")
             assert ours.head.query is not None and ours.blocks[0].mlp.act.approximate == "none"
@@ -142,9 +143,11 @@ def test_strict_load_names_missing_and_unexpected_keys(tmp_path, official_sd):
     sd["blocks.1.extra.weight"] = torch.zeros(2)
     file = tmp_path / "renamed.safetensors"
     save_file(sd, str(file))
-    with pytest.raises(CheckpointError, match=rf"{file}.*missing \['blocks.1.mlp.fc2.bias'\].*unexpected \['blocks.1.extra.weight'\]"):
+    names = r"missing \['blocks.1.mlp.fc2.bias'\].*unexpected \['blocks.1.extra.weight'\]"
+    with pytest.raises(CheckpointError, match=rf"{file}.*{names}"):
         _create(file)
-    with pytest.raises(RuntimeError, match=r"(?s)Missing key.*blocks.1.mlp.fc2.bias.*Unexpected key.*blocks.1.extra.weight"):
+    names = r"(?s)Missing key.*blocks.1.mlp.fc2.bias.*Unexpected key.*blocks.1.extra.weight"
+    with pytest.raises(RuntimeError, match=names):
         timm.create_model(NAME, checkpoint_path=str(file), pool_query="mean", **TINY)
     # Our default head learns its pool query; the official one has none: the error says what to do.
     with pytest.raises(CheckpointError, match=r"missing \['head.query'\].*official_s2.*pool_query='mean'"):
@@ -187,9 +190,11 @@ def test_a_file_that_is_not_a_readable_checkpoint_is_named_before_any_compute(tm
 
 def _other_model(tmp_path, kind):
     if kind == "wider":
-        model, message = VideoViT(**{**TINY, "embed_dim": 48}, pool_query="mean"), r"another size: embed_dim 48 \(model: 32\)"
+        model = VideoViT(**{**TINY, "embed_dim": 48}, pool_query="mean")
+        message = r"another size: embed_dim 48 \(model: 32\)"
     elif kind == "deeper":
-        model, message = VideoViT(**{**TINY, "depth": 3}, pool_query="mean"), r"another size: depth 3 \(model: 2\)"
+        model = VideoViT(**{**TINY, "depth": 3}, pool_query="mean")
+        message = r"another size: depth 3 \(model: 2\)"
     else:
         model = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=1)
         message = r"not an InternVideo-Next video encoder checkpoint.*timm ViT"
@@ -264,7 +269,7 @@ def _to_official_names(sd):
             if part in ("norm_q", "norm_k", "norm_v"):
                 k = f"clip_projector.norm1_{part[-1]}.{rest}"
             elif part in ("q", "k", "v"):
-                k = f"clip_projector.cross_attn.{part}.weight" if rest == "weight" else f"clip_projector.cross_attn.{part}_bias"
+                k = f"clip_projector.cross_attn.{part}" + (".weight" if rest == "weight" else "_bias")
             else:
                 k = f"clip_projector.cross_attn.{part}.{rest}"
         out[k] = v

@@ -185,8 +185,10 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
         if not inner:
             break
         obj = obj[inner[0]]
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{source}: not a state dict (holds {type(obj).__name__}{' (empty)' if not obj else ''})")
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: not a state dict (it holds a {type(obj).__name__})")
+    if not obj:
+        raise CheckpointError(f"{source}: an empty state dict")
     non_tensor = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if non_tensor:
         raise CheckpointError(

@@ -10,6 +10,8 @@ whereas timm normalises each head separately. Attention runs through
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
@@ -82,6 +84,9 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block (RMSNorm, q/k-norm attention, LayerScale, drop path, GELU MLP).
 
+    ``act_layer`` builds the MLP activation: exact ``nn.GELU`` by default; the released
+    InternVideo-Next weights were trained with the tanh approximation (flash-attn's fused MLP).
+
     Shapes: ``x (B, L, D)`` -> ``(B, L, D)``.
     """
 
@@ -96,6 +101,7 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
+        act_layer: Callable[[], nn.Module] = nn.GELU,
     ):
         super().__init__()
         self.norm1 = RmsNorm(dim, eps=1e-6)
@@ -104,7 +110,7 @@ class Block(nn.Module):
         self.ls1 = LayerScale(dim, init_values=init_values) if init_values else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = RmsNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
+        self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
         self.ls2 = LayerScale(dim, init_values=init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 

@@ -51,18 +51,31 @@ class VideoPosEmbed(nn.Module):
         if grid == self.grid:
             return self.pos_embed
         prefix, patches = self.pos_embed[:, : self.num_prefix], self.pos_embed[:, self.num_prefix:]
-        t0, h0, w0 = self.grid
-        t1, h1, w1 = grid
-        x = patches.reshape(t0, h0, w0, self.dim)
-        if t1 != t0:
-            x = x.permute(1, 2, 3, 0).reshape(h0 * w0, self.dim, t0)  # time as the 1D axis
-            x = F.interpolate(x, size=t1, mode="linear", align_corners=False)
-            x = x.reshape(h0, w0, self.dim, t1).permute(3, 0, 1, 2)  # (T1, H0, W0, D)
-        if (h1, w1) != (h0, w0):
-            x = x.permute(0, 3, 1, 2)  # (T1, D, H0, W0)
-            x = F.interpolate(x, size=(h1, w1), mode="bicubic", align_corners=False)
-            x = x.permute(0, 2, 3, 1)
-        return torch.cat([prefix, x.reshape(1, t1 * h1 * w1, self.dim)], dim=1)
+        return torch.cat([prefix, resize_pos_grid(patches, self.grid, grid)], dim=1)
+
+
+def resize_pos_grid(patches: torch.Tensor, grid: tuple[int, int, int], new_grid: tuple[int, int, int]) -> torch.Tensor:
+    """Resize a time-major patch position table ``(1, T*H*W, D)`` to ``(1, T1*H1*W1, D)``.
+
+    Time is resized linearly, then space bicubically (``align_corners=False``), in the order and
+    modes of the official ``interpolate_pos_embed``; used at forward time and when loading a
+    checkpoint built for another clip length or size.
+    """
+    t0, h0, w0 = (int(g) for g in grid)
+    t1, h1, w1 = (int(g) for g in new_grid)
+    dim = patches.shape[-1]
+    if patches.shape[-2] != t0 * h0 * w0:
+        raise ValueError(f"position table has {patches.shape[-2]} patch rows, grid {tuple(grid)} needs {t0 * h0 * w0}")
+    x = patches.reshape(t0, h0, w0, dim)
+    if t1 != t0:
+        x = x.permute(1, 2, 3, 0).reshape(h0 * w0, dim, t0)  # time as the 1D axis
+        x = F.interpolate(x, size=t1, mode="linear", align_corners=False)
+        x = x.reshape(h0, w0, dim, t1).permute(3, 0, 1, 2)  # (T1, H0, W0, D)
+    if (h1, w1) != (h0, w0):
+        x = x.permute(0, 3, 1, 2)  # (T1, D, H0, W0)
+        x = F.interpolate(x, size=(h1, w1), mode="bicubic", align_corners=False)
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(1, t1 * h1 * w1, dim)
 
 
 def _numel(grid: tuple[int, ...]) -> int:

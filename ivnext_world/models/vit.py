@@ -6,27 +6,36 @@ and sizes), pre-norm RMSNorm blocks with full-width q/k RMSNorm, no qkv bias, La
 GELU MLP, linearly increasing drop path, and no final norm. The encoder runs on the visible
 tokens only (``mask``), which is what makes masked pretraining cheap.
 
-Presets are registered with timm, e.g. ``timm.create_model("ivnext_vit_base_patch14_224")``.
-Nothing is downloaded: ``pretrained=True`` is refused; load a local file with
-``timm.create_model(name, checkpoint_path=...)`` or ``model.load_state_dict``.
+Presets are registered with timm (``import ivnext_world`` is enough), e.g.
+``timm.create_model("ivnext_vit_base_patch14_224")``. Nothing is ever downloaded: ``pretrained=True``
+needs a local file, ``pretrained_cfg_overlay=dict(file=...)`` (or use ``checkpoint_path=...``). The
+``.official_s2`` tag of Base and Large is the released InternVideo-Next Stage-2 encoder: it sets the
+options those weights need (mean-query pooling, tanh GELU) and loads the official key layout
+(:mod:`.official`)::
+
+    timm.create_model("ivnext_vit_base_patch14_224.official_s2", pretrained=True,
+                      pretrained_cfg_overlay=dict(file="internvideo_next_base_p14_res224_f16.pth"))
 """
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from functools import partial
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.models import register_model
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 from torch import nn
 
 from ..masking import visible_indices
+from . import official
 from .block import Block, init_transformer_weights, rescale_block_outputs, run_blocks
 from .heads import AttentionPoolHead
 from .patch_embed import PatchEmbed3D
 from .pos_embed import VideoPosEmbed
 
-__all__ = ["VideoViT", "PRESETS", "resolve_block_indices"]
+__all__ = ["VideoViT", "PRESETS", "TAG_MODEL_ARGS", "resolve_block_indices"]
 
 
 def resolve_block_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
@@ -41,6 +50,10 @@ def resolve_block_indices(depth: int, indices: int | Sequence[int] | None) -> li
     if any(not 0 <= i < depth for i in out):
         raise ValueError(f"block indices {list(indices)} out of range for depth {depth}")
     return out
+
+
+# "gelu_tanh" is what flash-attn's fused MLP computes, the path the released weights were trained on.
+_MLP_ACTS = {"gelu": nn.GELU, "gelu_tanh": partial(nn.GELU, approximate="tanh")}
 
 
 class VideoViT(nn.Module):
@@ -70,6 +83,7 @@ class VideoViT(nn.Module):
         pool_num_heads: int | None = None,
         pool_dim: int | None = None,
         pool_query: Literal["learned", "mean"] = "learned",
+        mlp_act: Literal["gelu", "gelu_tanh"] = "gelu",
         grad_checkpointing: bool = False,
     ):
         super().__init__()
@@ -87,9 +101,11 @@ class VideoViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, num_cls_tokens, embed_dim))
         self.pos_embed = VideoPosEmbed(embed_dim, self.grid_size, num_prefix=num_cls_tokens)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
+        if mlp_act not in _MLP_ACTS:
+            raise ValueError(f"mlp_act must be one of {sorted(_MLP_ACTS)}, got {mlp_act!r}")
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm,
-                  init_values=init_values, drop_path=dpr[i])
+                  init_values=init_values, drop_path=dpr[i], act_layer=_MLP_ACTS[mlp_act])
             for i in range(depth)
         ])
         self.head = AttentionPoolHead(embed_dim, pool_num_heads or num_heads, out_dim=pool_dim, query=pool_query)
@@ -98,6 +114,9 @@ class VideoViT(nn.Module):
         self.apply(init_transformer_weights)
         rescale_block_outputs(self.blocks)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        # load_state_dict (and timm's checkpoint_path) also accepts the official key layout and
+        # position tables of other clip sizes.
+        self.register_load_state_dict_pre_hook(official.load_state_dict_pre_hook)
 
     # ------------------------------------------------------------------ utilities
     def token_grid(self, video_thw: Sequence[int]) -> tuple[int, int, int]:
@@ -200,16 +219,65 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _create(name: str, pretrained: bool, **kwargs) -> VideoViT:
+# Model options a pretrained tag implies (timm's pretrained cfgs describe weights, not arguments).
+TAG_MODEL_ARGS: dict[str, dict[str, Any]] = {
+    # The released encoders: the official head pools with the mean of all tokens as query, and the
+    # weights were trained through flash-attn's fused MLP (tanh GELU).
+    "official_s2": dict(pool_query="mean", mlp_act="gelu_tanh"),
+}
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return dict(
+        input_size=(3, 224, 224), mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, num_classes=0,
+        first_conv="patch_embed.proj", paper_ids="arXiv:2512.01342", **kwargs,
+    )
+
+
+def _official_cfg(size: str) -> dict[str, Any]:
+    return _cfg(
+        origin_url=f"https://huggingface.co/revliter/internvideo_next_{size}_p14_res224_f16",
+        notes=(f"internvideo_next_{size}_p14_res224_f16: encoder after Stage 2, 16 frames at 224 px; load "
+               "the local file with pretrained_cfg_overlay=dict(file=...)",),
+    )
+
+
+# No cfg has a url or hub id: weights come only from files the user names. The untagged cfg is the
+# default (random init, our options); the tag only selects options and the official layout.
+default_cfgs = generate_default_cfgs({
+    "ivnext_vit_tiny_patch14_224": _cfg(),
+    "ivnext_vit_small_patch14_224": _cfg(),
+    "ivnext_vit_base_patch14_224": _cfg(),
+    "ivnext_vit_base_patch14_224.official_s2": _official_cfg("base"),
+    "ivnext_vit_large_patch14_224": _cfg(),
+    "ivnext_vit_large_patch14_224.official_s2": _official_cfg("large"),
+    "ivnext_vit_1b_patch14_224": _cfg(),
+})
+
+
+def _create(variant: str, pretrained: bool, **kwargs) -> VideoViT:
+    kwargs.pop("cache_dir", None)  # nothing is cached: there is nothing to download
+    cfg = resolve_pretrained_cfg(
+        variant, pretrained_cfg=kwargs.pop("pretrained_cfg", None),
+        pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None),
+    )
+    name = f"{variant}.{cfg.tag}" if cfg.tag else variant
+    model_args = {**PRESETS[variant], **TAG_MODEL_ARGS.get(cfg.tag or "", {}), **kwargs}
+    filter_fn = official.checkpoint_filter_fn
     if pretrained:
-        raise ValueError(
-            f"{name}: pretrained=True is not supported (nothing is downloaded at run time). Use "
-            f"timm.create_model({name!r}, pretrained=False, checkpoint_path='/path/to/weights') "
-            "or model.load_state_dict(...) with a local file."
-        )
-    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # passed by timm's factory
-        kwargs.pop(key, None)
-    return VideoViT(**{**PRESETS[name], **kwargs})
+        if cfg.state_dict is None and not cfg.file:
+            raise ValueError(
+                f"{name}: pretrained=True needs a local checkpoint file (nothing is downloaded): pass "
+                f"pretrained_cfg_overlay=dict(file='/path/to/weights.pth') or checkpoint_path='/path/to/weights.pth'"
+            )
+        if cfg.file:  # fail on a bad file (with its name) before the model is even built
+            metadata = official.inspect_checkpoint_file(cfg.file)
+            filter_fn = partial(official.checkpoint_filter_fn, source=str(cfg.file),
+                                source_grid=official.grid_from_metadata(metadata))
+    return build_model_with_cfg(
+        VideoViT, variant, pretrained, pretrained_cfg=cfg, pretrained_filter_fn=filter_fn,
+        kwargs_filter=("num_classes", "global_pool"), **model_args,
+    )
 
 
 @register_model

@@ -8,8 +8,10 @@ onto ``cuda`` is refused as well. So code that leaves candidates on the CPU whil
 computes on CUDA fails here exactly where it fails on a GPU: "Expected all tensors to be on the
 same device". ``.cpu()`` / ``.to("cpu")`` return plain CPU tensors.
 
-Only what the planners and the world model use is emulated: fused attention is routed to the math
-path (CUDA's flash/efficient kernels have no CPU implementation to run under the fake device).
+Only placement is emulated, not CUDA's kernels or numerics, and only what the planners and the
+world model use: fused attention is routed to the math path, and the bindings that build tensors in
+C++ (``Tensor.to``, ``.cuda()``, ``new_tensor``, ``torch.as_tensor(device=)``) are routed through
+``aten._to_copy``. Like torch's own FakeTensor, a fake tensor is a meta tensor to C++.
 """
 from __future__ import annotations
 

@@ -76,9 +76,15 @@ def test_two_ranks_share_the_episodes_and_build_the_same_cache(tmp_path, push_da
                                                     str(outs[r]))) for r in range(2)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=240)
-        assert p.exitcode == 0, f"rank process ended with {p.exitcode}"
+    try:
+        for p in procs:
+            p.join(timeout=240)
+    finally:
+        for p in procs:  # a hung rank must not outlive the test
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert [p.exitcode for p in procs] == [0, 0]
 
     reports = [json.loads(o.read_text()) for o in outs]
     assert [r["rank"] for r in reports] == [0, 1] and all(r["backend"] == "gloo" for r in reports)

@@ -3,7 +3,7 @@ bf16 autocast on request (CPU autocast runs bf16 too), fp32 outputs and fp32 pla
 import pytest
 import torch
 
-from ivnext_world.planning import CEM, Bounds, WorldModelDynamics, make_cost
+from ivnext_world.planning import CEM, WorldModelDynamics, make_cost
 from ivnext_world.pretrain.run import load_epd
 from ivnext_world.world_model import WorldModel
 from ivnext_world.world_model.latents import encode_video

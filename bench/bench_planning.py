@@ -54,7 +54,7 @@ def time_plan(wm, name: str, use_cache: bool, context_frames: int, device: str) 
     dyn = WorldModelDynamics(wm, ctx, torch.zeros(1, context_frames, 4, device=device), acts, use_cache=use_cache)
     cost = make_cost(dyn, LatentGoalCost(torch.randn(n, d, generator=g).to(device)), dyn.to_raw)
     planner = build_planner(name, **BUDGET, **PLANNER_ARGS[name])
-    bounds = Bounds.symmetric(2, 2.0)
+    bounds = Bounds.symmetric(2, 2.0).to(device)  # the planners search on the world model's device
     if device == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -72,13 +72,16 @@ def main() -> None:
     ap.add_argument("--context-frames", type=int, default=1)
     ap.add_argument("--execute", type=int, default=5, help="actions executed per plan (DINO-WM: 5)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto", help="world-model inference: auto (bf16 on a bf16 GPU) | fp32 | bf16")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     wm = WorldModel.load(args.world_model, args.device) if args.world_model else build_wm(args.size, args.device)
+    wm.precision = args.precision
     p = wm.predictor.cfg
     print(f"model: {args.world_model or args.size} (predictor {p.embed_dim} wide x {p.depth}, {p.tokens_per_frame} tokens/frame), "
-          f"device {args.device}, {torch.get_num_threads()} thread(s), context {args.context_frames} frame(s)")
+          f"device {args.device}, precision {args.precision}, {torch.get_num_threads()} thread(s), "
+          f"context {args.context_frames} frame(s)")
     print(f"budget: 300 candidates x horizon 5 x 30 iterations per plan; per action = plan / {args.execute} executed")
     time_plan(wm, "cem", True, args.context_frames, args.device)  # warm-up (allocator, kernels)
     rows = []

@@ -5,9 +5,15 @@ from the job id come from :class:`submitit.helpers.TorchDistributedEnvironment`,
 :class:`submitit.JobEnvironment`. Under ``torchrun`` the same variables are already set. Either way
 ``torch.distributed`` is then initialised with ``init_method="env://"``, so there is one code path:
 the training loop only ever asks ``torch.distributed`` for its rank.
+
+Collective timeout: ``timeout_min`` (default :data:`DEFAULT_TIMEOUT_MIN` = 60, or the environment
+variable ``IVNEXT_DIST_TIMEOUT_MIN``). torch's NCCL default is 10 minutes, shorter than one-off
+phases in which ranks wait for each other (building the world model's latent cache, a large
+synchronous checkpoint); a rank that really hangs is still caught after this long.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +22,17 @@ import torch
 import torch.distributed as dist
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_MIN = 60.0
+
+
+def dist_timeout(timeout_min: float | None = None) -> datetime.timedelta:
+    """``timeout_min``, else ``$IVNEXT_DIST_TIMEOUT_MIN``, else :data:`DEFAULT_TIMEOUT_MIN` minutes."""
+    if timeout_min is None:
+        timeout_min = float(os.environ.get("IVNEXT_DIST_TIMEOUT_MIN", DEFAULT_TIMEOUT_MIN))
+    if timeout_min <= 0:
+        raise ValueError(f"the process-group timeout must be > 0 minutes, got {timeout_min}")
+    return datetime.timedelta(minutes=timeout_min)
 
 
 @dataclass
@@ -39,8 +56,10 @@ def pick_backend(backend: str = "auto") -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def init_distributed(backend: str = "auto") -> DistInfo:
+def init_distributed(backend: str = "auto", timeout_min: float | None = None) -> DistInfo:
     """Export the job environment and initialise ``torch.distributed`` when there is more than one task.
+
+    ``timeout_min``: how long a collective may wait for the other ranks (see :func:`dist_timeout`).
 
     With GPUs each task uses ``cuda:<local_rank>`` (set as the current device, so the training
     loop's ``"cuda"`` device is the task's own GPU).
@@ -60,7 +79,8 @@ def init_distributed(backend: str = "auto") -> DistInfo:
         torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
     if info.world_size > 1 and not dist.is_initialized():
         info.backend = pick_backend(backend)
-        dist.init_process_group(info.backend, init_method="env://", rank=info.rank, world_size=info.world_size)
+        dist.init_process_group(info.backend, init_method="env://", rank=info.rank, world_size=info.world_size,
+                                timeout=dist_timeout(timeout_min))
         log.info("torch.distributed: rank %d/%d via %s (%s, from %s)", info.rank, info.world_size, info.master, info.backend, info.source)
     return info
 

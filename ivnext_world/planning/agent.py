@@ -66,7 +66,8 @@ class PlanningAgent:
         self.low, self.high = np.tile(action_space.low, k), np.tile(action_space.high, k)  # chunk bounds
         low = torch.as_tensor(self.low, dtype=torch.float32)
         high = torch.as_tensor(self.high, dtype=torch.float32)
-        self.bounds = WorldModelDynamics.bounds_of(stats, low, high)
+        # On the world model's device: the planners draw and score candidates there (see planning.base).
+        self.bounds = WorldModelDynamics.bounds_of(stats, low, high).to(wm.device)
         self.mpc = MPC(planner, self.bounds, execute=execute, seed=seed)
         self.objective: Objective | None = None
         self.imagined: torch.Tensor | None = None  # (H, n, D) latents of the current plan
@@ -127,7 +128,7 @@ class PlanningAgent:
             with torch.no_grad():
                 out = dyn(self.mpc.last.actions[None])
                 self.imagined = (out.latents if self.uses_proprio else out)[0]  # (H, n, D)
-        raw = self.wm.stats.denormalize_actions(u).numpy()
+        raw = self.wm.stats.denormalize_actions(u).cpu().numpy()
         raw = np.clip(raw, self.low, self.high).astype(np.float32)  # one chunk (k * A,)
         if self.context_frames > 1:
             self._actions.append(torch.as_tensor(raw))

@@ -11,6 +11,13 @@ Convention: planners work in the *checkpoint's normalised action space* (``(a - 
 the statistics stored in the world-model checkpoint), where the data's actions have unit spread
 and ``N(0, 1)`` is a sensible initial search distribution; :class:`Bounds` holds the environment's
 action box mapped into that space.
+
+Devices: a planner searches on the device of its :class:`Bounds` (``bounds.to(wm.device)``;
+:meth:`~.problem.WorldModelDynamics.bounds` and the agent put them on the world model's): the
+candidates, means, stds and costs all live there, so a CUDA world model is fed CUDA candidates.
+Costs returned on another device are moved to the candidates'. Random draws come from the
+``generator``'s device (the CPU by default) and are moved, so a seed gives the same candidates on
+every device. ``PlanResult`` tensors are on the bounds' device.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ class Bounds:
 
     def __post_init__(self):
         self.low = torch.as_tensor(self.low, dtype=torch.float32)
-        self.high = torch.as_tensor(self.high, dtype=torch.float32)
+        self.high = torch.as_tensor(self.high, dtype=torch.float32).to(self.low.device)
         if self.low.shape != self.high.shape or self.low.dim() != 1:
             raise ValueError(f"low/high must both be (A,), got {tuple(self.low.shape)} and {tuple(self.high.shape)}")
         if not bool((self.low < self.high).all()):
@@ -42,6 +49,14 @@ class Bounds:
     @property
     def dim(self) -> int:
         return self.low.numel()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the planners search (candidates, means, stds, costs)."""
+        return self.low.device
+
+    def to(self, device: str | torch.device) -> "Bounds":
+        return Bounds(self.low.to(device), self.high.to(device))
 
     @property
     def center(self) -> torch.Tensor:
@@ -81,7 +96,7 @@ def initial_mean(horizon: int, bounds: Bounds, init: torch.Tensor | None) -> tor
     """Warm start ``(H, A)``: ``init`` (clamped; a shorter one is padded with its last row) or the box centre."""
     if init is None:
         return bounds.center.expand(horizon, -1).clone()
-    init = torch.as_tensor(init, dtype=torch.float32)
+    init = torch.as_tensor(init, dtype=torch.float32).to(bounds.device)
     if init.dim() != 2 or init.shape[1] != bounds.dim:
         raise ValueError(f"init must be (H, {bounds.dim}), got {tuple(init.shape)}")
     if init.shape[0] < horizon:
@@ -89,11 +104,20 @@ def initial_mean(horizon: int, bounds: Bounds, init: torch.Tensor | None) -> tor
     return bounds.clamp(init[:horizon].clone())
 
 
-def check_costs(costs: torch.Tensor, k: int) -> torch.Tensor:
+def check_costs(costs: torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    """``(k,)`` costs as fp32 on ``device`` (the candidates'), NaN -> +inf."""
     if costs.shape != (k,):
         raise ValueError(f"cost_fn must return one cost per candidate, shape ({k},), got {tuple(costs.shape)}")
     # A NaN candidate (e.g. a diverged rollout) must never win: rank it last.
-    return torch.nan_to_num(costs.detach().float(), nan=float("inf"))
+    return torch.nan_to_num(costs.detach().float().to(device), nan=float("inf"))
+
+
+def gaussian_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal draws on ``device``: from ``generator`` on its own device, then moved (a CPU
+    generator cannot draw onto CUDA; this way one seed gives one search whatever the device)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def sample_elites(cost_fn: CostFn, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, samples: int, k: int,
@@ -101,9 +125,9 @@ def sample_elites(cost_fn: CostFn, mean: torch.Tensor, std: torch.Tensor, bounds
     """One population step shared by the sampling planners: the mean ``(H, A)`` and ``samples - 1``
     Gaussian perturbations of it (clamped to ``bounds``) are costed, and the ``k`` cheapest are
     returned: ``(k, H, A)`` actions and their ``(k,)`` costs, ascending."""
-    noise = torch.randn((samples - 1, *mean.shape), generator=generator)
-    cand = bounds.clamp(torch.cat([mean[None], mean + std * noise]))  # (K, H, A)
-    costs = check_costs(cost_fn(cand), samples)
+    noise = gaussian_noise((samples - 1, *mean.shape), mean.device, generator)
+    cand = bounds.clamp(torch.cat([mean[None], mean + std * noise]))  # (K, H, A) on the bounds' device
+    costs = check_costs(cost_fn(cand), samples, cand.device)
     elite_cost, idx = costs.topk(k, largest=False)
     return cand[idx], elite_cost
 

@@ -67,6 +67,7 @@ class PlanEvalConfig:
     video_view: str = "auto"  # auto | decode | nearest | none: how the imagined frame is shown
     bank_frames: int = 400  # frames of the training data encoded for the nearest-neighbour view
     device: str = "cpu"
+    precision: str = "auto"  # world-model inference: auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
     out: str = "outputs/plan_eval"
 
     def __post_init__(self):
@@ -74,6 +75,9 @@ class PlanEvalConfig:
         bad = [m for m in self.methods if m not in known]
         if bad:
             raise ValueError(f"unknown methods {bad}; expected some of {sorted(known)}")
+        from ..world_model.precision import check_precision
+
+        check_precision(self.precision)
         if self.video_view not in ("auto", "decode", "nearest", "none"):
             raise ValueError(f"video_view must be auto|decode|nearest|none, got {self.video_view!r}")
 
@@ -167,7 +171,7 @@ def run_plan_eval(cfg: PlanEvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     needs_wm = any(m in PLANNER_METHODS for m in cfg.methods) or cfg.sweep.values or "bc_latent" in cfg.methods
-    wm = WorldModel.load(cfg.world_model, cfg.device) if needs_wm else None
+    wm = WorldModel.load(cfg.world_model, cfg.device, cfg.precision) if needs_wm else None
     env = make_env(cfg)
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
     view = ImaginedView.build(wm, cfg.video_view, cfg.bank_frames, cfg.world_model) if wm is not None else None

@@ -14,7 +14,7 @@ import torch
 import torch._dynamo  # noqa: F401  torch.optim imports it lazily on the first optimizer; doing that after a
 # MuJoCo EGL context exists segfaults (torch 2.14, MUJOCO_GL=egl), so import it with the planner instead.
 
-from .base import Bounds, CostFn, PlanResult, check_costs, initial_mean
+from .base import Bounds, CostFn, PlanResult, check_costs, gaussian_noise, initial_mean
 
 __all__ = ["GradientPlanner", "GradientConfig"]
 
@@ -42,15 +42,15 @@ class GradientPlanner:
     def plan(self, cost_fn: CostFn, bounds: Bounds, init: torch.Tensor | None = None,
              generator: torch.Generator | None = None) -> PlanResult:
         c = self.cfg
-        mean = initial_mean(c.horizon, bounds, init)  # (H, A)
-        noise = torch.randn((c.restarts - 1, *mean.shape), generator=generator) * c.init_std
+        mean = initial_mean(c.horizon, bounds, init)  # (H, A) on the bounds' device
+        noise = gaussian_noise((c.restarts - 1, *mean.shape), mean.device, generator) * c.init_std
         x = bounds.clamp(torch.cat([mean[None], mean + noise])).requires_grad_(True)  # (R, H, A)
         opt = torch.optim.Adam([x], lr=c.lr)
         best, best_cost, history = mean.clone(), float("inf"), []
         for _ in range(c.iterations + 1):
             with torch.enable_grad():
                 costs = cost_fn(x)
-                detached = check_costs(costs, c.restarts)
+                detached = check_costs(costs, c.restarts, x.device)
                 i = int(detached.argmin())
                 if detached[i] < best_cost:
                     best, best_cost = x[i].detach().clone(), float(detached[i])

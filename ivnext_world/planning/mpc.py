@@ -18,7 +18,8 @@ __all__ = ["MPC"]
 
 
 class MPC:
-    """``mpc.act(make_cost) -> action (A,)`` in planner space, inside ``bounds``.
+    """``mpc.act(make_cost) -> action (A,)`` in planner space, inside ``bounds``, on the CPU (what an
+    env takes; the search itself runs on the bounds' device, see :mod:`.base`).
 
     Args:
         planner: any :class:`~.base.Planner`.
@@ -59,5 +60,6 @@ class MPC:
             self.last = result
             self.num_plans += 1
             self._prev = result.mean.detach().clone()
-            self._queue = list(self.bounds.clamp(result.actions.detach())[: self.execute])
+            # One transfer per plan: the executed actions go to the CPU, the warm start stays on the device.
+            self._queue = list(self.bounds.clamp(result.actions.detach())[: self.execute].cpu())
         return self._queue.pop(0)

@@ -64,7 +64,7 @@ class LatentGoalCost:
         states = _latents(states)
         if states.dim() != 4 or states.shape[2:] != self.goal.shape:
             raise ValueError(f"states must be (K, H, {self.goal.shape[0]}, {self.goal.shape[1]}), got {tuple(states.shape)}")
-        z = states[:, -1:] if self.frames == "last" else states  # (K, H', n, D)
+        z = (states[:, -1:] if self.frames == "last" else states).float()  # (K, H', n, D), scored in fp32
         diff = self._select(z) - self._select(self.goal.to(z))
         err = diff.abs() if self.norm == "l1" else diff.pow(2)
         return err.flatten(1).mean(1)  # (K,)
@@ -97,7 +97,7 @@ class ProprioGoalCost:
         else:
             raise ValueError("ProprioGoalCost needs imagined proprio (a world model with predict_proprio, "
                              "planned with with_proprio=True) or a predict function")
-        p = p[:, -1]  # (K, S)
+        p = p[:, -1].float()  # (K, S)
         g = self.goal.to(p)
         if self.scale is not None:
             p, g = p / self.scale.to(p), g / self.scale.to(p)
@@ -115,4 +115,6 @@ class WeightedSum:
         self.terms = list(terms)
 
     def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return sum(w * f(states, actions) for w, f in self.terms)
+        costs = [f(states, actions) for _, f in self.terms]
+        # A term may score on another device (e.g. a proprio predict() on the CPU): sum on the first's.
+        return sum(w * c.to(costs[0].device) for (w, _), c in zip(self.terms, costs))

@@ -62,8 +62,9 @@ class WorldModelDynamics:
         return self.wm.stats.normalize_actions(torch.as_tensor(a, dtype=torch.float32))
 
     def bounds(self, low, high) -> Bounds:
-        """The environment's raw action box ``low, high (A,)`` in normalised units."""
-        return self.bounds_of(self.wm.stats, low, high)
+        """The environment's raw action box ``low, high (A,)`` in normalised units, on the world
+        model's device (so the planners search there)."""
+        return self.bounds_of(self.wm.stats, low, high).to(self.wm.device)
 
     @staticmethod
     def bounds_of(stats, low, high) -> Bounds:

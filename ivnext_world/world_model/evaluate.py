@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .masked_rollout import masked_future_prediction, normalized_patch_latents
 from .model import WorldModel
+from .precision import check_precision
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,14 @@ class EvalConfig:
     decode_steps: int = 4  # DDIM steps per decoded frame
     camera_key: Optional[str] = None
     device: str = "cpu"
+    precision: str = "auto"  # inference: auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
     seed: int = 0
     out: str = "outputs/world_model_eval"
 
     def __post_init__(self):
         if self.context < 1 or self.horizon < 1:
             raise ValueError(f"context and horizon must be >= 1, got {self.context}, {self.horizon}")
+        check_precision(self.precision)
         if self.video_format not in ("gif", "mp4"):
             raise ValueError(f"video_format must be 'gif' or 'mp4', got {self.video_format!r}")
 
@@ -86,7 +89,7 @@ def evaluate_world_model(cfg: EvalConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    wm = WorldModel.load(cfg.world_model, cfg.device)
+    wm = WorldModel.load(cfg.world_model, cfg.device, cfg.precision)
     pred_model = wm._require_predictor()
     if cfg.context + cfg.horizon - 1 > pred_model.cfg.max_frames:
         raise ValueError(f"context + horizon - 1 = {cfg.context + cfg.horizon - 1} exceeds the predictor's "

@@ -13,6 +13,12 @@ Example::
     z_next = wm.predict(z, actions[:, 0])                    # raw actions (B, A) -> (B, n, D)
     imagined = wm.rollout(z[:1], candidate_actions)          # (1, Tc, n, D), (K, H, A) -> (K, H, n, D)
     pixels = wm.decode(imagined[:4])                         # -> (4, H, 3, img, img) in [0, 1]
+
+Devices: ``WorldModel.load(path, device)`` or ``wm.to(device)``; every method accepts inputs on any
+device (the CPU included) and moves them to the model's, and returns tensors on the model's device.
+Precision: ``precision="auto"`` (default) runs encode/rollout/decode under bf16 autocast on a
+bf16-capable GPU and in fp32 elsewhere (see :mod:`~ivnext_world.world_model.precision`); outputs are
+always fp32.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from ..pretrain.epd import EPDModel
 from ..pretrain.run import load_epd, resolve_checkpoint
 from ..train.checkpoint import load_weights
 from .latents import NormStats, encode_video, tokens_per_frame
+from .precision import check_precision, inference_autocast
 from .predictor import ACPredictorConfig, ActionConditionedPredictor
 
 __all__ = ["WorldModel"]
@@ -50,6 +57,7 @@ class WorldModel(nn.Module):
         frame_skip: env steps per world-model step. Each action the world model takes is then a
             chunk of ``frame_skip`` env actions concatenated (``action_dim = frame_skip * env action
             dim``, see :meth:`env_actions`), and consecutive latents are ``frame_skip`` frames apart.
+        precision: inference precision, ``"auto"`` | ``"fp32"`` | ``"bf16"`` (settable later: ``wm.precision``).
     """
 
     def __init__(
@@ -59,8 +67,10 @@ class WorldModel(nn.Module):
         stats: NormStats | None = None,
         pool: int = 1,
         frame_skip: int = 1,
+        precision: str = "auto",
     ):
         super().__init__()
+        self.precision = precision
         if frame_skip < 1:
             raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
         if stats is not None and stats.action_dim % frame_skip:
@@ -79,8 +89,9 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "WorldModel":
-        """One call: a world-model run/checkpoint folder, or a pretraining one (encode/decode only)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "auto") -> "WorldModel":
+        """One call: a world-model run/checkpoint folder, or a pretraining one (encode/decode only),
+        on ``device`` with inference ``precision`` (auto | fp32 | bf16)."""
         ckpt = resolve_checkpoint(path)
         extra = json.loads((ckpt / "state.json").read_text())["extra"]
         if "world_model" in extra:
@@ -92,10 +103,10 @@ class WorldModel(nn.Module):
             predictor = ActionConditionedPredictor(ACPredictorConfig(**wm["predictor"]))
             load_weights(predictor, ckpt / "model.safetensors")
             stats = NormStats(**wm["norm_stats"]) if wm.get("norm_stats") else None
-            model = cls(epd, predictor, stats, pool=wm["pool"], frame_skip=wm.get("frame_skip", 1))
+            model = cls(epd, predictor, stats, pool=wm["pool"], frame_skip=wm.get("frame_skip", 1), precision=precision)
         elif "model" in extra:
             epd, _ = load_epd(ckpt)
-            model = cls(epd)
+            model = cls(epd, precision=precision)
         else:
             raise ValueError(f"{ckpt} is neither a world-model nor a pretraining checkpoint")
         return model.to(device).eval()
@@ -115,6 +126,19 @@ class WorldModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """Inference precision of encode/rollout/decode: ``"auto"`` | ``"fp32"`` | ``"bf16"``."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value)
+
+    def autocast(self):
+        """The context that runs world-model calls in ``self.precision`` on ``self.device``."""
+        return inference_autocast(self.precision, self.device)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -143,7 +167,9 @@ class WorldModel(nn.Module):
         b, t = frames.shape[:2]
         x = self._transform(frames.to(self.device).flatten(0, 1))  # (B*T, 3, S, S) normalised
         x = x.unflatten(0, (b, t))
-        return encode_video(self.encoder, x, self.pool).float()
+        with self.autocast():
+            z = encode_video(self.encoder, x, self.pool)
+        return z.float()
 
     def encode_image(self, rgb) -> torch.Tensor:
         """One ``(H, W, 3)`` uint8 image (an env observation's ``"rgb"``) -> its latents ``(n, D)``."""
@@ -188,6 +214,8 @@ class WorldModel(nn.Module):
         """
         with torch.set_grad_enabled(grad):
             z, p = self._rollout(context, actions, horizon, proprio, context_actions, use_cache)
+            # fp32 out whatever the precision: costs and losses on the imagined latents are computed in fp32.
+            z, p = z.float(), None if p is None else p.float()
         if not return_proprio:
             return z
         return z, None if p is None else self.stats.denormalize_proprio(p)
@@ -216,8 +244,9 @@ class WorldModel(nn.Module):
             proprio = self.stats.normalize_proprio(proprio.to(dev))
         elif pred.proprio_embed is None:
             proprio = None
-        return pred.rollout(context.to(dev).float(), actions, proprio, context_actions,
-                            horizon=horizon, use_cache=use_cache, return_proprio=True)
+        with self.autocast():
+            return pred.rollout(context.to(dev).float(), actions, proprio, context_actions,
+                                horizon=horizon, use_cache=use_cache, return_proprio=True)
 
     @torch.no_grad()
     def decode(
@@ -247,11 +276,12 @@ class WorldModel(nn.Module):
         tub, patch = enc.tubelet_size, enc.patch_size
         grid = enc.token_grid((tub, self.img_size, self.img_size))  # (1, H', W')
         tokens = latents.to(self.device).flatten(0, 1)  # (B*T', n, D)
-        cond = self.stage1_predictor(tokens, None, grid).patches  # (B*T', H'W', D_pred)
-        if hasattr(self.decoder, "make_sampler"):
-            pix = self.decoder.sample(cond, num_steps=num_steps, scheduler=scheduler, generator=generator)
-        else:  # linear decoder ablation
-            pix = self.decoder.sample(cond)
+        with self.autocast():
+            cond = self.stage1_predictor(tokens, None, grid).patches  # (B*T', H'W', D_pred)
+            if hasattr(self.decoder, "make_sampler"):
+                pix = self.decoder.sample(cond, num_steps=num_steps, scheduler=scheduler, generator=generator)
+            else:  # linear decoder ablation
+                pix = self.decoder.sample(cond)
         video = unpatchify(pix.float(), grid, patch, tub)  # (B*T', 3, tub, S, S)
         mean = video.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
         std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)

@@ -217,10 +217,10 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
 
         episodes = cfg.data.episodes if cfg.data.episodes is not None else LeRobotDataset(cfg.data.source).episode_indices
         cache = out / "latents"
-        if _is_main():  # one writer; the other ranks wait for the finished cache
-            build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
-                               epd.cfg.img_size, cfg.pool, cfg.data.camera_key)
-        _barrier()
+        # Collective: every rank encodes its share of the episodes on its own GPU (the trainer's,
+        # cuda:LOCAL_RANK), in the loop's precision (as the on-the-fly targets under its autocast).
+        build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
+                           epd.cfg.img_size, cfg.pool, cfg.data.camera_key, precision=cfg.loop.precision)
         dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
                                       cfg.data.frame_skip)
     else:

@@ -210,7 +210,7 @@ class ImaginedEnv(gymnasium.Env):
                 raw = torch.as_tensor(np.asarray(raw), dtype=torch.float32).reshape(-1, pred.proprio_dim)
                 raw = raw[-tc:] if raw.shape[0] >= tc else raw[-1:].expand(tc, -1)
                 self._proprio = wm.stats.normalize_proprio(raw.to(wm.device))[None]  # (1, Tc, S)
-        with torch.no_grad():
+        with torch.no_grad(), wm.autocast():  # the world model's inference precision
             self._cache = None
             if tc > 1:  # earlier context frames: unknown actions = the mean (zeros once normalised), as rollout()
                 acts = context.new_zeros(1, tc - 1, pred.action_dim)
@@ -229,7 +229,10 @@ class ImaginedEnv(gymnasium.Env):
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(1, 1, -1).to(wm.device)  # (1, 1, A)
         a = wm.stats.normalize_actions(a)  # clear error for a wrong action dimension
         prop = None if self._proprio is None else self._proprio[:, -1:]
-        self._frame, next_prop, self._cache = pred.step(self._frame, a, prop, self._t, self._cache)  # (1, 1, n, D)
+        with wm.autocast():  # the world model's inference precision; latents and proprio stay fp32 below
+            frame, next_prop, self._cache = pred.step(self._frame, a, prop, self._t, self._cache)
+        self._frame = frame.float()  # (1, 1, n, D)
+        next_prop = None if next_prop is None else next_prop.float()
         if next_prop is not None:  # a proprio-predicting model: the imagined frame carries its prediction
             self._proprio = torch.cat([self._proprio, next_prop], dim=1)
         self._t += 1

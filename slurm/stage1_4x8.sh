@@ -2,7 +2,13 @@
 # Stage-1 pretraining, ViT-Base at paper scale, on 4 nodes x 8 GPUs (32 ranks, nccl, FSDP off).
 # Set DATA, OUT, TEACHER (shared filesystem) and ACCOUNT; extra arguments are passed on, e.g. --dry-run.
 # Run it again with the same OUT to resume after a failure or cancellation.
+# Warm-up: 5% of STEPS (5000 of 100000: ~4.7 epochs of the paper's 1.1M clips at global batch 1024),
+# as MAE/VideoMAE-style recipes warm up ~5% of the run. The peak lr is 1e-3 x 1024/256 = 4e-3 for a
+# model trained from scratch; configs/pretrain.yaml's 30 steps (sized for its 300-step CPU demo)
+# would reach it before AdamW's second moments (beta2 0.98, a ~50-step memory) have settled.
 set -euo pipefail
+STEPS="${STEPS:-100000}"
+WARMUP="${WARMUP:-$((STEPS / 20))}"
 : "${DATA:?path of the training manifest/LeRobot folder}" "${OUT:?run folder on a shared filesystem}"
 : "${TEACHER:?local SigLIP weights (safetensors)}" "${ACCOUNT:?SLURM account}"
 exec "$(dirname "${BASH_SOURCE[0]}")/launch.sh" pretrain launcher=h100_4x8 \
@@ -12,4 +18,4 @@ exec "$(dirname "${BASH_SOURCE[0]}")/launch.sh" pretrain launcher=h100_4x8 \
     model.predictor_dim=1024 model.predictor_depth=5 model.predictor_heads=16 \
     model.decoder_width=1536 model.decoder_depth=6 model.drop_path=0.1 \
     teacher.model=vit_base_patch16_siglip_224 teacher.checkpoint="$TEACHER" \
-    loop.steps="${STEPS:-100000}" loop.batch_size=32 loop.num_workers=8 loop.ckpt_every=1000 "$@"
+    loop.steps="$STEPS" loop.warmup_steps="$WARMUP" loop.batch_size=32 loop.num_workers=8 loop.ckpt_every=1000 "$@"

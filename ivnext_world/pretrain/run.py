@@ -95,6 +95,8 @@ def load_epd(path: str | Path) -> tuple[EPDModel, dict]:
 def run_pretrain(cfg: PretrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    # The same seed on every rank: the model (and a random teacher) must be built identically; the
+    # Trainer then re-seeds each rank's global RNG for its own drop path and dropout.
     torch.manual_seed(cfg.loop.seed)
     teacher_info: dict = {}
     if cfg.stage == 1:

@@ -100,6 +100,21 @@ class Stage1Objective:
             raise ValueError("Stage 1 has nothing to optimise: every loss weight is 0 or its module is missing")
         return loss, {k: v.detach() for k, v in metrics.items()}
 
+    def freeze_unused(self, model: EPDModel) -> None:
+        """Freeze the parts the chosen losses never reach (the Trainer calls this before building the
+        optimiser): DDP runs without ``find_unused_parameters``. Only ablations leave any."""
+        aligned = self.teacher is not None
+        if not (aligned and self.cfg.w_middle) and model.align_heads is not None:
+            model.align_heads.requires_grad_(False)
+        if not (aligned and self.cfg.w_final):  # the attention-pooling head serves the final alignment only
+            model.encoder.head.requires_grad_(False)
+            if model.final_align_head is not None:
+                model.final_align_head.requires_grad_(False)
+        if model.decoder is None or not self.cfg.w_recon:
+            model.predictor.requires_grad_(False)
+            if model.decoder is not None:
+                model.decoder.requires_grad_(False)
+
 
 def _per_token_time(x: torch.Tensor, b: int, t_tokens: int, tubelet: int) -> torch.Tensor:
     """Per-frame teacher outputs ``(B*T, ...)`` -> per token-time ``(B, T', ...)`` (tubelet mean)."""

@@ -39,6 +39,11 @@ class Stage2Objective:
             loss = loss + view
         return loss, metrics
 
+    def freeze_unused(self, model: EPDModel) -> None:
+        """Stage 2 never pools: the encoder's attention-pooling head keeps its Stage-1 weights, frozen
+        (the Trainer calls this before building the optimiser; DDP runs without ``find_unused_parameters``)."""
+        model.encoder.head.requires_grad_(False)
+
 
 def stage2_from_stage1(stage1_weights: str, stage1_cfg: dict) -> tuple[EPDModel, FrozenEncoder]:
     """Build the Stage-2 student from a Stage-1 checkpoint, and its frozen teacher.

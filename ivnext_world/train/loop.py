@@ -3,8 +3,14 @@
 What a stage supplies is a model (the module that is optimised and checkpointed) and an objective
 ``objective(model, batch, generator) -> (loss, metrics)``. Frozen parts (teachers) live in the
 objective, so checkpoints hold only what was trained. All randomness a step uses for masks and
-noise comes from ``generator``, seeded from (seed, step): with the resumable data order and the
-restored global RNG this makes an interrupted-and-resumed run bit-identical to an uninterrupted one.
+noise comes from ``generator``, seeded from (seed, step, rank); the global RNG (dropout, drop path)
+is re-seeded per rank when the Trainer is built and saved per rank in every checkpoint. With the
+resumable data order this makes an interrupted-and-resumed run bit-identical to an uninterrupted
+one on the CPU; on a GPU it is equal up to the non-determinism of some CUDA kernels (atomics in
+backward passes) unless ``torch.use_deterministic_algorithms(True)`` is set.
+
+With several processes every decision that changes which collectives run (skip a non-finite step,
+stop on a signal, abort) is taken on all-reduced values, so all ranks always take it together.
 """
 from __future__ import annotations
 
@@ -12,22 +18,29 @@ import functools
 import json
 import logging
 import math
+import random
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    AsyncCheckpointWriter, TrainState, latest_checkpoint, load_checkpoint, restore_rng, rng_state, snapshot_checkpoint,
+)
 from .data import ResumableSampler, SeededDataset, mix_seed
 
 log = logging.getLogger(__name__)
 
+# An objective may also define ``freeze_unused(model)``: freeze (``requires_grad_(False)``) the parts
+# of the model it never gives a gradient, e.g. the head of a loss whose weight is 0. The Trainer calls
+# it before sharding and building the optimiser, so DDP can run without find_unused_parameters.
 Objective = Callable[[torch.nn.Module, Any, torch.Generator], "tuple[torch.Tensor, Mapping[str, float]]"]
 
 
@@ -59,7 +72,7 @@ class LoopConfig:
     beta2: float = 0.98
     eps: float = 1e-6
     clip_grad: float = 5.0  # 0 disables
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    precision: str = "auto"  # auto = bf16 autocast on GPUs that have bf16 (Ampere+), else fp32; or "fp32" / "bf16"
     compile: bool = False
     log_every: int = 10
     ckpt_every: int = 200
@@ -104,6 +117,41 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``LoopConfig.precision`` means on ``device``; None = fp32, no autocast.
+
+    ``auto`` is bf16 only on a GPU with native bf16 (compute capability 8.0+): older GPUs (V100, T4)
+    would emulate it slowly or not at all, so they train in fp32. fp16 is not offered: it needs a
+    GradScaler and loss-scale state in every checkpoint, for GPUs that are rare on today's clusters.
+    """
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        if precision == "bf16":
+            raise ValueError(f"precision=bf16, but {torch.cuda.get_device_name(device)} has no native bf16 "
+                             "(needs compute capability 8.0+): use precision=fp32 or auto")
+        log.warning("precision=auto: %s has no native bf16, training in fp32", torch.cuda.get_device_name(device))
+        return None
+    return torch.bfloat16
+
+
+def seed_rank_rng(seed: int, rank: int, step: int = 0) -> None:
+    """Seed the global RNGs (torch CPU + CUDA, numpy, random) from (seed, rank, step).
+
+    Model initialisation must be the same on every rank, but what the global RNG drives during
+    training (drop path, dropout) must differ, or every rank would drop the same blocks.
+    """
+    s = mix_seed(seed, _GLOBAL_RNG_TAG, rank, step)
+    torch.manual_seed(s)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+
+
+_GLOBAL_RNG_TAG = 0x676C6F62  # keeps these seeds apart from mix_seed(seed, epoch, ...) of the data order
+
+
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -127,17 +175,26 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and self.device.index is None:
+            # The current device: cuda:LOCAL_RANK once launch.distributed has set it. DDP needs the index.
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         self.is_main = self.rank == 0
         self.model = model.to(self.device)
+        if hasattr(objective, "freeze_unused"):
+            objective.freeze_unused(self.model)
         if cfg.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be 'ddp' or 'fsdp', got {cfg.parallel!r}")
+        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
         self.fsdp = cfg.parallel == "fsdp" and self.world_size > 1
         if self.fsdp:  # before the optimiser is built: sharding replaces the parameters
-            from .fsdp import shard
+            from .fsdp import broadcast_from_rank0, mixed_precision, shard
 
-            self._fsdp_step = shard(ObjectiveModule(self.model, objective))
+            broadcast_from_rank0(self.model)  # DDP does this itself; FSDP would shard each rank's own init
+            self._fsdp_step = shard(ObjectiveModule(self.model, objective), mp_policy=mixed_precision(self.autocast_dtype))
+        # From here on each rank draws its own randomness (the model is built, identically on every rank).
+        seed_rank_rng(cfg.seed, self.rank)
         self.objective = objective
         self.dataset = SeededDataset(dataset, cfg.seed)
         self.collate_fn = collate_fn
@@ -149,18 +206,12 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         )
-        self.autocast_dtype = self._autocast_dtype(cfg.precision)
         self.step = 0
         self.data_pos = {"epoch": 0, "sample": 0}
         self.nonfinite = 0
         self.history: list[dict[str, float]] = []
-
-    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
-        if precision == "fp32" or (precision == "auto" and self.device.type != "cuda"):
-            return None
-        if precision in ("auto", "bf16"):
-            return torch.bfloat16
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+        self._writer = AsyncCheckpointWriter()
+        self._check_unused = False  # set by fit() for DDP: the first backward checks every parameter got a gradient
 
     # ------------------------------------------------------------------------------------------
     def maybe_resume(self) -> bool:
@@ -170,17 +221,29 @@ class Trainer:
         if self.fsdp:
             from .fsdp import FullModelView, FullOptimizerView
 
-            state = load_checkpoint(ckpt, FullModelView(self.model), FullOptimizerView(self.model, self.optimizer))
+            state = load_checkpoint(ckpt, FullModelView(self.model), FullOptimizerView(self.model, self.optimizer), restore_rng=False)
         else:
-            state = load_checkpoint(ckpt, self.model, self.optimizer)
+            state = load_checkpoint(ckpt, self.model, self.optimizer, restore_rng=False)
         self.scheduler.load_state_dict(state.scheduler)
         self.step, self.data_pos = state.step, dict(state.data)
+        if not restore_rng(ckpt, self.rank):  # e.g. resumed on more ranks than saved the checkpoint
+            log.warning("%s holds no RNG state for rank %d: seeding it from (seed, rank, step)", ckpt, self.rank)
+            seed_rank_rng(self.cfg.seed, self.rank, self.step)
         self.nonfinite = int(state.extra.get("nonfinite", 0))
         self.history = self._read_history(upto=self.step)
         log.info("resumed from %s (step %d)", ckpt, self.step)
         return True
 
-    def save(self) -> Path | None:
+    def save(self, wait: bool = False) -> Path | None:
+        """Checkpoint the current step; collective (every rank calls it), rank 0 writes.
+
+        Rank 0 copies the state to the CPU (pinned buffers on GPUs) and writes it in a background
+        thread while training goes on; the previous write is joined first, and :meth:`fit` joins the
+        last one before it returns or raises. Returns the folder the checkpoint is (being) written
+        to on rank 0, None elsewhere; ``wait`` blocks until it is on disk.
+        """
+        self._writer.wait()  # the previous checkpoint is complete, and its pinned buffers free again
+        rngs = self._gather_rng()
         model, optimizer = self.model, self.optimizer
         if self.fsdp:  # gathering full state dicts is collective: every rank takes part, rank 0 writes
             from .fsdp import FullModelView, FullOptimizerView, Snapshot
@@ -191,7 +254,24 @@ class Trainer:
             return None
         extra = {**self.extra_state, "nonfinite": self.nonfinite, "loop": asdict(self.cfg)}
         state = TrainState(step=self.step, data=self.data_pos, scheduler=self.scheduler.state_dict(), extra=extra)
-        return save_checkpoint(self.ckpt_dir, model, optimizer, state, keep_last=self.cfg.keep_last)
+        pinned = self._writer.pinned if self.device.type == "cuda" else None
+        self._writer.submit(self.ckpt_dir, snapshot_checkpoint(model, optimizer, state, rngs, pinned), self.cfg.keep_last)
+        if wait:
+            self._writer.wait()
+        return self.ckpt_dir / f"step_{self.step:08d}"
+
+    def wait_for_checkpoint(self) -> None:
+        """Block until the checkpoint being written in the background (if any) is on disk."""
+        self._writer.wait()
+
+    def _gather_rng(self) -> list:
+        """Every rank's global RNG state, on rank 0 (index = rank); collective."""
+        mine = rng_state()
+        if self.world_size == 1:
+            return [mine]
+        gathered = [None] * self.world_size if self.is_main else None
+        dist.gather_object(mine, gathered, dst=0)
+        return gathered
 
     def _loader(self) -> DataLoader:
         sampler = ResumableSampler(
@@ -227,10 +307,11 @@ class Trainer:
         if self.fsdp:
             step = self._fsdp_step
         elif self.world_size > 1:
-            # find_unused_parameters: a stage's objective may leave parts of the model out (e.g. heads of unused losses).
+            # No find_unused_parameters (a graph traversal every step): parts an objective does not
+            # train are frozen or not built; the first backward checks it (_check_all_params_used).
             step = torch.nn.parallel.DistributedDataParallel(
-                ObjectiveModule(model, self.objective), device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                ObjectiveModule(model, self.objective), device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self._check_unused = True
         else:
             step = functools.partial(self.objective, model)
         self.model.train()
@@ -243,7 +324,10 @@ class Trainer:
         try:
             self._steps(step, writer, bar, batches, end, t0)
         finally:
-            IN_LOOP.clear()
+            try:
+                self._writer.wait()  # a run ends (or stops for preemption) only with its checkpoint on disk
+            finally:
+                IN_LOOP.clear()
             bar.close()
             if writer is not None:
                 writer.close()
@@ -255,6 +339,7 @@ class Trainer:
         last = history[-tail:]
         return {
             "steps": self.step,
+            "world_size": self.world_size,
             "first_loss": history[0]["loss"] if history else None,
             "final_loss": sum(r["loss"] for r in last) / len(last) if last else None,
             "checkpoint": str(latest_checkpoint(self.ckpt_dir)),
@@ -291,23 +376,38 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
             loss, metrics = step(batch, gen)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            if self.cfg.clip_grad > 0:
-                gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
-            else:
-                gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
-            finite = bool(torch.isfinite(gnorm))
-        if not finite:
-            # Skip the update but keep the schedule moving, so a resumed run stays in step.
+        # Every rank runs backward, even with a non-finite loss: DDP and FSDP reduce gradients inside
+        # backward, and a rank that skipped it would pair its next collective with the others'
+        # gradient reduction (gloo: a collective mismatch; NCCL: a hang). A NaN loss gives NaN
+        # gradients, which the reduction spreads to every rank; the update is skipped below.
+        loss.backward()
+        if self._check_unused:
+            self._check_unused = False
+            self._check_all_params_used()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.clip_grad > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+        else:
+            gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        if hasattr(gnorm, "full_tensor"):  # FSDP: a replicated DTensor
+            gnorm = gnorm.full_tensor()
+        # One decision for all ranks: [loss non-finite on rank r for each r..., gradient non-finite].
+        bad = torch.zeros(self.world_size + 1, device=self.device)
+        bad[self.rank] = (~torch.isfinite(loss.detach())).float()
+        bad[-1] = (~torch.isfinite(gnorm.detach())).float()
+        if self.world_size > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        bad = bad.tolist()
+        if any(bad):
+            # Skip the update on every rank but keep the schedule moving, so a resumed run stays in step.
             self.nonfinite += 1
-            log.warning("non-finite loss or gradient at step %d (%d so far): update skipped", self.step, self.nonfinite)
+            ranks = [r for r in range(self.world_size) if bad[r]]
+            log.warning("non-finite %s at step %d (%d so far): update skipped", f"loss on rank(s) {ranks}" if ranks else "gradient",
+                        self.step, self.nonfinite)
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             if self.nonfinite > self.cfg.max_nonfinite:
-                self.save()
+                self.save(wait=True)
                 raise NonFiniteLossError(
                     f"{self.nonfinite} steps had a non-finite loss or gradient (limit {self.cfg.max_nonfinite}); "
                     f"last at step {self.step}. State saved in {self.ckpt_dir}."
@@ -318,6 +418,18 @@ class Trainer:
         out = {"loss": float(loss.detach()), "grad_norm": float(gnorm)}
         out.update({k: float(v) for k, v in metrics.items()})
         return out
+
+    def _check_all_params_used(self) -> None:
+        """DDP without find_unused_parameters fails at the next step when a parameter got no gradient,
+        naming it only by index: name the parameters now, and the fix."""
+        unused = [n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None]
+        if unused:
+            more = f" ... and {len(unused) - 10} more" if len(unused) > 10 else ""
+            raise ValueError(
+                f"the objective gave no gradient to {len(unused)} trainable parameter(s): {', '.join(unused[:10])}{more}. "
+                "DDP runs without find_unused_parameters: freeze what a stage does not train "
+                "(requires_grad_(False)) or do not build it."
+            )
 
     # ------------------------------------------------------------------------------------------
     def _tensorboard(self):

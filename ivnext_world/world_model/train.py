@@ -171,6 +171,14 @@ class WorldModelObjective:
             raise ValueError("nothing to optimise: w_teacher_forcing and w_rollout (or rollout_steps) are 0")
         return loss, {k: v.detach() for k, v in metrics.items()}
 
+    def freeze_unused(self, model: ActionConditionedPredictor) -> None:
+        """Freeze the proprio head when no loss reaches it (the Trainer calls this before building the
+        optimiser; DDP runs without ``find_unused_parameters``): it is trained by the proprio loss of
+        teacher forcing, or through the proprio that a rollout of 2+ steps feeds back."""
+        trained = (self.w_tf and self.w_prop) or (self.w_ro and self.rollout_steps >= 2)
+        if model.proprio_head is not None and not trained:
+            model.proprio_head.requires_grad_(False)
+
 
 def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: NormStats | None) -> ActionConditionedPredictor:
     p = cfg.predictor

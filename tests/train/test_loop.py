@@ -112,3 +112,64 @@ def test_schedule_and_lr_rule():
 def test_dataset_smaller_than_batch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="smaller than one batch"):
         Trainer(make_model(), mse, NoisyData(), cfg(batch_size=32), tmp_path).fit()
+
+
+def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
+    from ivnext_world.train.loop import resolve_precision
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Tesla V100")
+    # A V100/T4: torch reports bf16 "supported" only counting slow emulation.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", cuda) is None  # fp32
+    with pytest.raises(ValueError, match="Tesla V100 has no native bf16"):
+        resolve_precision("bf16", cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # A100, H100
+    assert resolve_precision("auto", cuda) is torch.bfloat16 and resolve_precision("bf16", cuda) is torch.bfloat16
+    assert resolve_precision("auto", cpu) is None and resolve_precision("fp32", cuda) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("fp16", cuda)
+
+
+def test_checkpoint_is_written_in_the_background_from_a_snapshot(tmp_path, monkeypatch):
+    import threading
+
+    from ivnext_world.train import checkpoint as ck
+
+    t = Trainer(make_model(), mse, NoisyData(), cfg(steps=6, ckpt_every=100), tmp_path)
+    t.fit(stop_after=2)  # AdamW state exists now
+    model_before = weights(t.model).clone()
+    opt_before = {k: v.clone() for k, v in t.optimizer.state_dict()["state"][0].items()}
+
+    started, release = threading.Event(), threading.Event()
+    real_write = ck.write_checkpoint
+
+    def held_write(*args, **kwargs):
+        started.set()
+        assert release.wait(60)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "write_checkpoint", held_write)
+    path = t.save()
+    assert started.wait(60) and not path.exists()  # save() returned while the write is in flight
+    with torch.no_grad():  # training goes on, updating parameters and optimiser state in place
+        for p in t.model.parameters():
+            p.add_(1.0)
+        t.optimizer.state[next(t.model.parameters())]["exp_avg"].add_(1.0)
+    release.set()
+    t.wait_for_checkpoint()
+    assert path.name == "step_00000002" and (path / "state.json").is_file()
+    fresh = make_model()
+    fresh_opt = Trainer(fresh, mse, NoisyData(), cfg(steps=6), tmp_path / "other").optimizer
+    load_checkpoint(path, fresh, fresh_opt)
+    assert torch.equal(weights(fresh), model_before)  # what the model was at save(), not after
+    assert all(torch.equal(fresh_opt.state_dict()["state"][0][k], v) for k, v in opt_before.items())
+
+    def failing_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck, "write_checkpoint", failing_write)
+    t.save()
+    with pytest.raises(RuntimeError, match="writing a checkpoint failed: disk full"):
+        t.wait_for_checkpoint()

@@ -175,8 +175,9 @@ def main() -> None:
         print(f"{c.name:<42} {c.procs:>5} {rate:>8.1f} {rate / c.procs:>12.1f} {n / c.best_cpu:>11.1f} "
               f"{1000 * c.best_wall / n:>8.1f} {rate / base:>7.2f}x")
 
-    print(f"\ndecode per clip ({args.num_frames} frames, one core): decord {1000 * rows['decord decode only'].best_wall / n:.1f} ms, "
-          f"pyav {1000 * rows['pyav decode only (baseline)'].best_wall / n:.1f} ms")
+    dec, pyav = rows["decord decode only"], rows["pyav decode only (baseline)"]
+    print(f"\ndecode per clip ({args.num_frames} frames, one core): decord {1000 * dec.best_wall / n:.1f} ms "
+          f"({1000 * dec.best_cpu / n:.1f} ms CPU), pyav {1000 * pyav.best_wall / n:.1f} ms ({1000 * pyav.best_cpu / n:.1f} ms CPU)")
     for workers in [w for w in args.workers if w > 0]:
         u8, f32 = rows[f"VideoClipDataset uint8, {workers} workers"], rows[f"VideoClipDataset float32, {workers} workers"]
         print(f"uint8 / float32 with {workers} workers: {f32.best_wall / u8.best_wall:.2f}x clips/s, "
@@ -184,7 +185,7 @@ def main() -> None:
     need = args.gpu_batch / args.step_time
     print(f"one GPU at {args.step_time} s/step x batch {args.gpu_batch} needs {need:.0f} clips/s:")
     for kind in ("uint8", "float32"):
-        w = max((w for w in args.workers), key=lambda k: k)  # the measurement with the most workers
+        w = max(args.workers)  # the measurement with the most workers
         c = rows[f"VideoClipDataset {kind}, {w} workers"]
         per_core = n / c.best_cpu
         print(f"  {kind:>7}: {per_core:.1f} clips per CPU-s ({w} workers) -> {math.ceil(need / per_core)} loader cores "

@@ -45,8 +45,9 @@ def _recording_trainer(tmp_path, **loop):
 
 
 def test_workers_persist_across_epochs_and_the_order_stays_exact(tmp_path):
-    trainer, seen = _recording_trainer(tmp_path)
+    trainer, seen = _recording_trainer(tmp_path, prefetch_factor=3)
     trainer.fit()  # 10 items, batch 3, drop_last: 3 batches an epoch, 3 epochs
+    assert trainer._loader.persistent_workers and trainer._loader.prefetch_factor == 3
     pids = {int(p) for b in seen for p in b["pid"]}
     assert len(pids) == 2 and os.getpid() not in pids  # the same two workers served all three epochs
     want = [i for epoch in range(3) for i in ResumableSampler(10, seed=0, epoch=epoch).order()[:9]]

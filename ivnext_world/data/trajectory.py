@@ -45,7 +45,8 @@ class TrajectoryDataset(PolicyDataset, Dataset):
 
     - ``"frames"``: (T, C, H, W) float32 in [0, 1] of ``camera_key``, decoded by decord at the rows'
       timestamps (v3.0: shifted by the episode's ``from_timestamp`` in the shared video); with a
-      ``transform`` its output for the uint8 (T, C, H, W) clip instead.
+      ``transform`` its output for the uint8 (T, C, H, W) clip instead, made contiguous (uint8 for
+      training with ``build_video_transform(..., output="uint8")``: the Trainer normalises on the device).
     - ``"actions"``: (T, A) float32 ((T, frame_skip * A) with ``chunk_actions``).
     - ``"proprio"``: (T, S) float32 (``observation.state``).
     - ``"depth"``: (T, H, W) float32 metres, only if the dataset stores depth for the camera.
@@ -139,7 +140,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         file_frames = video.start + np.round(table["timestamp"][rows] * fps).astype(np.int64)
         clip = torch.from_numpy(read_frames(reader, video.path, file_frames)).permute(0, 3, 1, 2)  # (T, C, H, W)
         item = {
-            "frames": self.transform(clip) if self.transform is not None else clip.float().div_(255.0),
+            "frames": self.transform(clip).contiguous() if self.transform is not None else clip.float().div_(255.0),
             "actions": torch.from_numpy(action_chunks(table[ACTION], rows, self._chunk)),
             "proprio": torch.from_numpy(table[STATE][rows]),
             "episode_index": ep,

@@ -22,9 +22,11 @@ class VideoClipDataset(PolicyDataset, Dataset):
 
     Each item is a dict:
 
-    - ``"video"``: float32 tensor **(C, T, H, W)** (the layout of Conv3d patch embeddings). The
-      ``transform`` receives the uint8 clip as (T, C, H, W) (torchvision v2's video layout) and its
-      result is permuted to (C, T, H, W); without a transform the clip is scaled to [0, 1].
+    - ``"video"``: tensor **(C, T, H, W)** (the layout of Conv3d patch embeddings). The ``transform``
+      receives the uint8 clip as (T, C, H, W) (torchvision v2's video layout) and its result is
+      permuted to (C, T, H, W): uint8 for training (``build_video_transform(..., output="uint8")``,
+      normalised later on the device), float32 from a float transform; without a transform the
+      clip is float32 in [0, 1].
     - ``"label"``: int, -1 when the source has none. ``"index"``: the item actually returned
       (differs from the requested one when a bad item was skipped). ``"path"``: its file.
     - ``"frame_indices"``: int64 (T,), the sampled frames, counted from the clip's first frame.
@@ -108,7 +110,7 @@ class VideoClipDataset(PolicyDataset, Dataset):
             # .contiguous(), which matters next to a ~10 ms decode.
             video = torch.empty(frames.shape[3], *frames.shape[:3]).copy_(frames.permute(3, 0, 1, 2)).div_(255.0)
         return {
-            "video": video,  # (C, T, H, W) float32
+            "video": video,  # (C, T, H, W) uint8 or float32
             "label": item.label,
             "index": index,
             "path": str(item.path),

@@ -9,6 +9,10 @@ SIGUSR2 rank 0 then hands over to submitit's own handler, which calls :meth:`Tra
 (a ``DelayedSubmission`` of this same job), re-pickles it and requeues the job. On SIGTERM SLURM is
 already requeuing (or cancelling) the job, so it just exits. Either way the next start resumes from
 the newest complete checkpoint in ``<out>/checkpoints`` (the loop's ``resume=True``).
+
+SLURM signals every process of the job, the Trainer's DataLoader workers too; they leave both signals
+to the main process (:class:`~ivnext_world.train.data.StopSignalsToMain`), or the main process would
+die of "DataLoader worker ... is killed by signal" before it could write the step's checkpoint.
 """
 from __future__ import annotations
 
@@ -77,28 +81,35 @@ class TrainingJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(TrainingJob(self.fn, self.cfg, self.out, self.backend, self.name))
 
     def _install_signal_handlers(self) -> Callable | None:
-        """Route SIGUSR2/SIGTERM to the training loop's STOP; returns submitit's SIGUSR2 handler.
-
-        Outside the training loop (building data, evaluating, a job without a loop such as
-        collection) SIGUSR2 goes straight to submitit's handler: requeue now, resume from the last
-        checkpoint, as nothing would act on STOP.
-        """
-        from ..train import IN_LOOP, STOP
-
+        """Route SIGUSR2/SIGTERM to the training loop's STOP; returns submitit's SIGUSR2 handler."""
         if not in_submitit_job():
             return None
         submitit_usr2 = signal.getsignal(signal.SIGUSR2)
         submitit_usr2 = submitit_usr2 if callable(submitit_usr2) else None
-
-        def on_signal(signum, frame):
-            name = signal.Signals(signum).name.removeprefix("SIG")
-            self._caught.append(name)
-            if name == "USR2" and not IN_LOOP.is_set() and submitit_usr2 is not None:
-                print(f"[ivnext launch] caught SIG{name} outside the training loop: requeue now", file=sys.stderr, flush=True)
-                return submitit_usr2(signum, frame)
-            STOP.set()
-            print(f"[ivnext launch] caught SIG{name} in pid {os.getpid()}: checkpoint at the end of this step", file=sys.stderr, flush=True)
-
-        signal.signal(signal.SIGUSR2, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        route_stop_signals(self._caught, submitit_usr2)
         return submitit_usr2
+
+
+def route_stop_signals(caught: list[str] | None = None, usr2_outside_loop: Callable | None = None) -> None:
+    """SIGTERM and SIGUSR2 set :data:`ivnext_world.train.STOP` in this process: the training loop
+    checkpoints the step it is in and raises ``Preempted``.
+
+    Outside the training loop (building data, evaluating, a job without a loop such as collection)
+    SIGUSR2 goes straight to ``usr2_outside_loop`` (submitit's handler: requeue now, resume from the
+    last checkpoint), as nothing would act on STOP. The names of the signals caught are appended
+    to ``caught``.
+    """
+    from ..train import IN_LOOP, STOP
+
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name.removeprefix("SIG")
+        if caught is not None:
+            caught.append(name)
+        if name == "USR2" and not IN_LOOP.is_set() and usr2_outside_loop is not None:
+            print(f"[ivnext launch] caught SIG{name} outside the training loop: requeue now", file=sys.stderr, flush=True)
+            return usr2_outside_loop(signum, frame)
+        STOP.set()
+        print(f"[ivnext launch] caught SIG{name} in pid {os.getpid()}: checkpoint at the end of this step", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGUSR2, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)

@@ -65,7 +65,8 @@ def build_clip_dataset(data: ClipDataConfig, model: EPDConfig, train: bool = Tru
     return VideoClipDataset(
         data.source, num_frames=model.num_frames, sampling=data.sampling, stride=data.stride,
         target_fps=data.target_fps, train=train, episodes=data.episodes, on_error=data.on_error,
-        transform=build_video_transform(train, model.img_size, flip=data.flip),
+        # uint8 through the workers; the Trainer normalises on the device (a quarter of float32's bytes).
+        transform=build_video_transform(train, model.img_size, flip=data.flip, output="uint8"),
     )
 
 

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (
     AsyncCheckpointWriter, TrainState, latest_checkpoint, load_checkpoint, restore_rng, rng_state, snapshot_checkpoint,
 )
-from .data import ResumableSampler, SeededDataset, mix_seed
+from .data import ResumableSampler, SeededDataset, StopSignalsToMain, mix_seed
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class LoopConfig:
     steps: int = 1000
     batch_size: int = 8  # per process
     num_workers: int = 2
+    prefetch_factor: int = 2  # batches each worker keeps loaded ahead (num_workers > 0)
     base_lr: float = 1e-3  # at a global batch of 256; the paper: 1e-3 (Stage 1), 1e-4 (Stage 2)
     min_lr_ratio: float = 0.01  # cosine decays to base_lr * this
     warmup_steps: int = 100
@@ -273,28 +274,37 @@ class Trainer:
         dist.gather_object(mine, gathered, dst=0)
         return gathered
 
+    @functools.cached_property
     def _loader(self) -> DataLoader:
-        sampler = ResumableSampler(
-            len(self.dataset), self.cfg.seed, epoch=self.data_pos["epoch"], start=self.data_pos["sample"],
-            rank=self.rank, world_size=self.world_size,
-        )
+        """The run's one DataLoader. Its workers persist for the Trainer's life: a new epoch moves the
+        sampler (see :meth:`_batches`) instead of starting workers that re-import and re-open everything."""
+        workers = self.cfg.num_workers
+        sampler = ResumableSampler(len(self.dataset), self.cfg.seed, rank=self.rank, world_size=self.world_size)
         return DataLoader(
-            self.dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+            self.dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=workers,
             collate_fn=self.collate_fn, drop_last=True, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=workers > 0, prefetch_factor=self.cfg.prefetch_factor if workers > 0 else None,
+            # SLURM signals every process of the job: workers leave SIGTERM/SIGUSR2 to this process,
+            # which finishes the step and checkpoints.
+            worker_init_fn=StopSignalsToMain() if workers > 0 else None,
             # Its own generator: otherwise each new iterator draws a worker seed from the global RNG,
             # and a resumed run (one extra iterator) would shift the model's dropout randomness.
-            generator=torch.Generator().manual_seed(mix_seed(self.cfg.seed, self.data_pos["epoch"])),
+            generator=torch.Generator().manual_seed(self.cfg.seed),
         )
 
     def _batches(self):
-        """Endless stream of batches; ``data_pos`` always names the next unread sample."""
+        """Endless stream of batches on the device, uint8 pixels ImageNet-normalised there (see
+        :func:`~ivnext_world.data.transforms.normalize_batch`); ``data_pos`` always names the next unread sample."""
+        from ..data.transforms import normalize_batch  # here: importing ivnext_world.data loads the video decoders
+
+        loader = self._loader
         while True:
+            loader.sampler.set_epoch(self.data_pos["epoch"], start=self.data_pos["sample"])
             got_any = False
-            for batch in self._loader():
+            for batch in loader:
                 got_any = True
                 self.data_pos["sample"] += self.cfg.batch_size
-                yield batch
+                yield normalize_batch(_to_device(batch, self.device))
             if not got_any and self.data_pos["sample"] == 0:
                 raise ValueError(f"dataset of {len(self.dataset)} items is smaller than one batch ({self.cfg.batch_size})")
             self.data_pos = {"epoch": self.data_pos["epoch"] + 1, "sample": 0}

@@ -235,7 +235,7 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         dataset = TrajectoryDataset(
             cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
             camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True,
-            transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
+            transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False, output="uint8"),
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
                                     cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool, cfg.w_proprio)

@@ -53,9 +53,10 @@ SlurmctldPidFile={state}/slurmctld.pid
 SlurmdPidFile={state}/slurmd.pid
 SlurmctldLogFile={state}/slurmctld.log
 SlurmdLogFile={state}/slurmd.log
-# Requeue/cancel: SIGTERM, then SIGKILL after KillWait s. submitit ignores SIGTERM, so the default 30 s
-# would let a "preempted" job run on; 2 s keeps the requeue test short.
-KillWait=2
+# Requeue/cancel: SIGTERM, then SIGKILL after KillWait s. Our jobs finish the step they are in, checkpoint
+# it and exit on SIGTERM, so this is only an upper bound; it must exceed a step plus a checkpoint on a
+# loaded machine (tiny Stage-1 steps took up to 5 s on 2 shared cores; 2 s killed them mid-step).
+KillWait=20
 # Default memory per CPU so that jobs that give no --mem do not claim the whole node.
 DefMemPerCPU=1000
 NodeName={host} CPUs={cpus} RealMemory=8000 State=UNKNOWN

@@ -1,12 +1,16 @@
 """The launcher on a real one-node SLURM cluster: a Stage-1 job, preemption by requeue and by signal,
 a 2-task DDP job over gloo, a job array gathered into one table, and a config rejected before sbatch.
 
+The Stage-1 jobs load data with 2 DataLoader workers (the launcher's default), which SLURM's signals
+reach too: the preempted jobs must still checkpoint the step at which the signal came.
+
 All jobs take 1 CPU, so two run at once on a 2-core machine. SLURM holds a requeued job back for
 about two minutes (reason BeginTime); the tests release it at once with ``scontrol update
 StartTime=now`` so the file stays well under 3 minutes.
 """
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.slow
 SLURM = ["launcher=slurm", "launcher.cpus_per_task=1", "launcher.mem_gb=1", "launcher.time=00:10:00",
          f"launcher.node_cpus={os.cpu_count()}"]
 STEPS, EVERY = 16, 4
+WORKERS = 2
 
 
 def squeue(job_id: str) -> str:
@@ -76,17 +81,29 @@ def attempts(out: Path) -> list[dict]:
 def reference(slurm_cluster, slurm_clips, tmp_path_factory):
     """An uninterrupted SLURM run of the same Stage-1 job (submitted now, waited for when compared)."""
     out = tmp_path_factory.mktemp("slurm") / "reference"
-    launched = launch("pretrain", tiny_pretrain_overrides(slurm_clips, out, steps=STEPS, ckpt_every=EVERY) + SLURM)
+    launched = launch("pretrain", tiny_pretrain_overrides(slurm_clips, out, steps=STEPS, ckpt_every=EVERY, num_workers=WORKERS) + SLURM)
     return launched.jobs[0], out
 
 
+def steps_logged(out: Path) -> int:
+    metrics = out / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
+
 def _interrupted_run(slurm_clips, out, interrupt) -> tuple:
-    job = launch("pretrain", tiny_pretrain_overrides(slurm_clips, out, steps=STEPS, ckpt_every=EVERY) + SLURM).jobs[0]
-    wait_for(lambda: (out / "checkpoints" / f"step_{EVERY:08d}").exists(), 120, "no first checkpoint", job)
+    """A run whose only checkpoint before the end is the one the signal asks for (no periodic ones),
+    interrupted a few steps in. Returns the job, its summary and the step at which it stopped."""
+    overrides = tiny_pretrain_overrides(slurm_clips, out, steps=STEPS, ckpt_every=STEPS, num_workers=WORKERS)
+    job = launch("pretrain", overrides + SLURM).jobs[0]
+    wait_for(lambda: steps_logged(out) >= 3, 120, "no training steps", job)
     interrupt(job.job_id)
     release_requeued(job.job_id, lambda: len(attempts(out)) >= 2)
     (summary,) = results(job)
-    return job, summary
+    log = job.paths.stderr.read_text() + job.paths.stdout.read_text()
+    assert "killed by signal" not in log  # the workers left the signal to the main process
+    stopped = re.search(r"rank 0: stopped on request after step (\d+)", log)
+    assert stopped, f"the first attempt wrote no checkpoint on the signal:\n{log[-3000:]}"
+    return job, summary, int(stopped.group(1))
 
 
 def _same_as_reference(reference, out):
@@ -99,11 +116,11 @@ def _same_as_reference(reference, out):
 
 def test_requeued_stage1_job_resumes_to_bitwise_identical_weights(slurm_clips, reference, tmp_path):
     out = tmp_path / "requeued"
-    job, summary = _interrupted_run(slurm_clips, out, lambda jid: subprocess.run(["scontrol", "requeue", jid], check=True))
+    job, summary, stopped_at = _interrupted_run(slurm_clips, out, lambda jid: subprocess.run(["scontrol", "requeue", jid], check=True))
     first, second = attempts(out)
     assert (first["restart_count"], second["restart_count"]) == (0, 1) and first["job_id"] == second["job_id"] == job.job_id
     resumed_at = int(Path(second["resume_from"]).name.removeprefix("step_"))
-    assert EVERY <= resumed_at < STEPS  # really mid-run, from a checkpoint the first attempt wrote
+    assert resumed_at == stopped_at and 3 <= resumed_at < STEPS  # the step the signal came in, not a periodic checkpoint
     log = job.paths.stderr.read_text()
     assert "caught SIGTERM" in log and "DUE TO JOB REQUEUE" in log and f"(step {resumed_at})" in log
     assert summary["result"]["steps"] == STEPS and summary["world_size"] == 1
@@ -117,9 +134,9 @@ def test_requeued_stage1_job_resumes_to_bitwise_identical_weights(slurm_clips, r
 def test_usr2_checkpoints_and_the_job_requeues_itself(slurm_clips, reference, tmp_path):
     """SIGUSR2 is what SLURM sends before the time limit: submitit's checkpoint() + self-requeue path."""
     out = tmp_path / "signalled"
-    job, summary = _interrupted_run(slurm_clips, out, lambda jid: subprocess.run(["scancel", "--signal=USR2", jid], check=True))
+    job, summary, stopped_at = _interrupted_run(slurm_clips, out, lambda jid: subprocess.run(["scancel", "--signal=USR2", jid], check=True))
     first, second = attempts(out)
-    assert second["restart_count"] == 1 and second["resume_from"] is not None
+    assert second["restart_count"] == 1 and Path(second["resume_from"]).name == f"step_{stopped_at:08d}"
     log = job.paths.stderr.read_text() + job.paths.stdout.read_text()
     # our handler, then submitit's (which calls TrainingJob.checkpoint and requeues), then SLURM's requeue
     assert "caught SIGUSR2" in log and "Caught signal SIGUSR2" in log and "requeueing pretrain" in log

@@ -23,6 +23,10 @@ class LeRobotDataset:
 
     The version comes from ``info["codebase_version"]``; anything but v2.1 / v3.0 is an error.
     Episodes are addressed by their ``episode_index`` (see :attr:`episode_indices`).
+
+    Column names are always the current ones (:mod:`.layout`): a dataset written with the old names
+    (``observation.images.scene.intrinsics``, ``observation.ee_pos``) is read as if it had been
+    written now; :attr:`renames` lists what was mapped and ``info`` shows the current names.
     """
 
     def __init__(self, root: str | Path):
@@ -34,6 +38,9 @@ class LeRobotDataset:
                 "(a folder being written by LeRobotWriter gets it from finalize())"
             )
         self.info: dict = L.read_json(info_path)
+        self.renames: dict[str, str] = L.legacy_renames(self.info)
+        if self.renames:
+            self.info["features"] = {self.renames.get(k, k): v for k, v in self.info["features"].items()}
         self.version: str = self.info.get("codebase_version", "<missing>")
         if self.version == L.V21:
             self._episodes = self._load_v21_episodes()
@@ -110,7 +117,13 @@ class LeRobotDataset:
             table = file_table.filter(pc.equal(file_table["episode_index"], i))
         if table.num_rows != ep["length"]:
             raise ValueError(f"{path}: episode {i} has {table.num_rows} rows but the metadata says {ep['length']}")
-        return {name: L.column_to_numpy(table[name]) for name in table.column_names}
+        return {self.renames.get(name, name): L.column_to_numpy(table[name]) for name in table.column_names}
+
+    def renamed(self, table: pa.Table) -> pa.Table:
+        """``table`` (read straight from this dataset's files) with old column names replaced."""
+        if not self.renames:
+            return table
+        return table.rename_columns([self.renames.get(n, n) for n in table.column_names])
 
     def video_ref(self, i: int, key: str) -> tuple[Path, float, float]:
         """(mp4 path, start s, end s) of camera ``key`` in episode ``i``: v2.1 the whole file,

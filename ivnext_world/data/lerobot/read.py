@@ -8,6 +8,7 @@ frame decoding and windowing live in :mod:`ivnext_world.data.trajectory` and
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,20 @@ class LeRobotDataset:
                 f"{L.V21!r} and {L.V30!r} (convert older datasets with LeRobot's converters first)"
             )
         self._data_cache: tuple[Path, pa.Table] | None = None  # v3.0: the last data file read
+        self._drop_depth_without_files()
+
+    def _drop_depth_without_files(self) -> None:
+        """Forget declared depth when its whole folder is absent: LeRobot's own v2.1 -> v3.0 converter
+        copies ``info.json`` (with our ``depth_features``) but not our ``depth/`` folder."""
+        declared = self.info.get("depth_features")
+        if not declared:
+            return
+        top = self.root / self.info.get("depth_path", L.DEPTH_PATH).split("/")[0]
+        if not top.is_dir():
+            warnings.warn(f"{self.root}: meta/info.json declares depth {sorted(declared)} but {top} is missing; "
+                          "reading without depth (LeRobot's own converter does not copy depth/: copy it from "
+                          "the source dataset to restore depth)")
+            self.info["depth_features"] = {}
 
     # -- dataset-level ------------------------------------------------------------------------
 

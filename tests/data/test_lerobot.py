@@ -246,7 +246,8 @@ def test_old_column_names_still_load(v21_old, tmp_path):
     assert "camera.scene.intrinsics" in pq.read_table(out / "data/chunk-000/file-000.parquet").column_names
     info = json.loads((out / "meta/info.json").read_text())
     assert "ground_truth.ee_pos" in info["features"] and f"{CAM}.intrinsics" not in info["features"]
-    assert "stats/camera.scene.extrinsics/mean" in pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").column_names
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet")
+    assert "stats/camera.scene.extrinsics/mean" in episodes.column_names
     assert LeRobotDataset(out).renames == {}
 
 
@@ -273,3 +274,14 @@ def test_writer_refuses_names_lerobot_would_misread(tmp_path):
         make_writer(tmp_path).write_episode(0, **{**args, "extra": {"ground_truth.image_pos": args["states"]}})
     with pytest.raises(ValueError, match="collide"):
         type(writer)(tmp_path, FPS, "x", [CAM, "scene"], (H, W), 3, 5)
+
+
+def test_declared_depth_without_its_folder_reads_without_depth(v21, tmp_path):
+    # What LeRobot's own v2.1 -> v3.0 converter leaves: our info.json, no depth/ folder.
+    import shutil
+
+    shutil.copytree(v21, tmp_path / "ds", ignore=shutil.ignore_patterns("depth"))
+    with pytest.warns(UserWarning, match="declares depth.*is missing"):
+        ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.depth_keys == {} and ds.depth(0, CAM) is None
+    assert LeRobotDataset(v21).depth_keys == {CAM: "observation.depth.scene"}

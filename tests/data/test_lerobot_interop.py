@@ -59,7 +59,8 @@ def lerobot_python() -> Path:
         if not _index_reachable():
             pytest.skip("lerobot cannot be installed here: the package index is unreachable "
                         f"(scripts/setup_lerobot.sh exit {proc.returncode})")
-        pytest.fail(f"scripts/setup_lerobot.sh failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        pytest.fail(f"scripts/setup_lerobot.sh failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return venv / "bin" / "python"
 
 

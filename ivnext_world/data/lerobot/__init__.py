@@ -4,4 +4,5 @@ from .layout import depth_key, extrinsics_key, ground_truth_key, intrinsics_key
 from .read import LeRobotDataset
 from .write import LeRobotWriter
 
-__all__ = ["LeRobotWriter", "LeRobotDataset", "convert_v21_to_v30", "depth_key", "intrinsics_key", "extrinsics_key", "ground_truth_key"]
+__all__ = ["LeRobotWriter", "LeRobotDataset", "convert_v21_to_v30", "depth_key", "intrinsics_key", "extrinsics_key",
+           "ground_truth_key"]

@@ -15,7 +15,7 @@ import torch
 
 from ..models import VideoViT
 
-DEFAULT_TARGETS = ("observation.ee_pos", "observation.object_pos")
+DEFAULT_TARGETS = ("ground_truth.ee_pos", "ground_truth.object_pos")
 
 
 @torch.no_grad()

@@ -133,6 +133,8 @@ def _init_worker(cfg: CollectConfig) -> None:
 
 
 def _run_one(index: int) -> tuple[int, bool, int]:
+    from ..data.lerobot import ground_truth_key
+
     cfg: CollectConfig = _WORKER["cfg"]
     env, writer = _WORKER["env"], _WORKER["writer"]
     seed = cfg.seed + index
@@ -147,7 +149,7 @@ def _run_one(index: int) -> tuple[int, bool, int]:
         actions=ep.actions,
         states=ep.proprio,
         success=ep.success,
-        extra={f"observation.{k}": v for k, v in ep.ground_truth.items()},
+        extra={ground_truth_key(k): v for k, v in ep.ground_truth.items()},
     )
     return index, ep.solved, len(ep.actions)
 

@@ -64,7 +64,7 @@ def episode_arrays(ep: int, t: int) -> dict:
         actions=rng.normal(size=(t, ACTION_DIM)).astype(np.float32),
         states=rng.normal(size=(t, STATE_DIM)).astype(np.float32),
         success=rng.random(t) > 0.5,
-        extra={"observation.ee_pos": rng.normal(size=(t, 3)).astype(np.float32)},
+        extra={"ground_truth.ee_pos": rng.normal(size=(t, 3)).astype(np.float32)},
     )
 
 

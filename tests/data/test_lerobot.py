@@ -46,9 +46,9 @@ def test_round_trip_values_and_frames(v21):
         assert ds.episode_length(ep) == t and ds.task(ep) == want["task"]
         np.testing.assert_array_equal(tab["action"], want["actions"])
         np.testing.assert_array_equal(tab["observation.state"], want["states"])
-        np.testing.assert_array_equal(tab["observation.ee_pos"], want["extra"]["observation.ee_pos"])
-        np.testing.assert_array_equal(tab[f"{CAM}.intrinsics"].reshape(t, 3, 3), want["intrinsics"][CAM])
-        np.testing.assert_array_equal(tab[f"{CAM}.extrinsics"].reshape(t, 4, 4), want["extrinsics"][CAM])
+        np.testing.assert_array_equal(tab["ground_truth.ee_pos"], want["extra"]["ground_truth.ee_pos"])
+        np.testing.assert_array_equal(tab["camera.scene.intrinsics"].reshape(t, 3, 3), want["intrinsics"][CAM])
+        np.testing.assert_array_equal(tab["camera.scene.extrinsics"].reshape(t, 4, 4), want["extrinsics"][CAM])
         np.testing.assert_array_equal(tab["next.success"], want["success"])
         assert tab["next.done"].tolist() == [False] * (t - 1) + [True]
         np.testing.assert_array_equal(tab["frame_index"], np.arange(t))
@@ -76,9 +76,13 @@ def test_info_and_meta_files(v21):
     f = info["features"]
     assert f["action"] == {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}
     assert f[CAM]["dtype"] == "video" and f[CAM]["shape"] == [H, W, 3] and f[CAM]["info"]["video.codec"] == "h264"
-    assert f[f"{CAM}.intrinsics"]["shape"] == [9] and "pixel centres" in f[f"{CAM}.intrinsics"]["info"]["convention"]
-    assert "world-to-camera" in f[f"{CAM}.extrinsics"]["info"]["convention"]
-    assert f["observation.ee_pos"]["shape"] == [3] and f["next.success"]["dtype"] == "bool"
+    k, e = f["camera.scene.intrinsics"], f["camera.scene.extrinsics"]
+    assert k["shape"] == [9] and "pixel centres" in k["info"]["convention"] and k["info"]["camera"] == CAM
+    assert "world-to-camera" in e["info"]["convention"] and e["info"]["camera"] == CAM
+    assert f["ground_truth.ee_pos"]["shape"] == [3] and f["next.success"]["dtype"] == "bool"
+    # LeRobot's conventions: "image" in a name means an image, observation.* means a policy input.
+    assert [n for n in f if "image" in n] == [CAM]
+    assert sorted(n for n in f if n.startswith("observation.")) == sorted([CAM, "observation.state"])
     # Depth is documented outside "features" (LeRobot's loader maps every feature to a column/video).
     depth = info["depth_features"]["observation.depth.scene"]
     assert depth["camera"] == CAM and depth["info"]["unit"] == "m" and "float32" in depth["info"]["storage"]
@@ -196,3 +200,88 @@ def test_reader_errors(tmp_path):
     (tmp_path / "meta/info.json").write_text(json.dumps({"codebase_version": "v2.0"}))
     with pytest.raises(ValueError, match=r"'v2.0' is not supported.*'v2.1' and 'v3.0'"):
         LeRobotDataset(tmp_path)
+
+
+OLD_NAMES = {"camera.scene.intrinsics": f"{CAM}.intrinsics", "camera.scene.extrinsics": f"{CAM}.extrinsics",
+             "ground_truth.ee_pos": "observation.ee_pos"}
+
+
+def to_old_names(root, renames=OLD_NAMES):
+    """Rewrite a v2.1 dataset in place with the column names our writer used before the rename."""
+    for path in (root / "data").rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.rename_columns([renames.get(n, n) for n in table.column_names]), path)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"] = {renames.get(k, k): v for k, v in info["features"].items()}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    stats = [json.loads(x) for x in (root / "meta/episodes_stats.jsonl").read_text().splitlines()]
+    for row in stats:
+        row["stats"] = {renames.get(k, k): v for k, v in row["stats"].items()}
+    (root / "meta/episodes_stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stats))
+
+
+@pytest.fixture(scope="module")
+def v21_old(tmp_path_factory):
+    root = make_dataset(tmp_path_factory.mktemp("v21_old"), {0: 6, 1: 5})
+    to_old_names(root)
+    return root
+
+
+def test_old_column_names_still_load(v21_old, tmp_path):
+    assert "observation.ee_pos" in pq.read_table(v21_old / "data/chunk-000/episode_000000.parquet").column_names
+    ds = LeRobotDataset(v21_old)
+    assert ds.renames == {v: k for k, v in OLD_NAMES.items()}
+    assert set(OLD_NAMES) <= set(ds.features) and not set(OLD_NAMES.values()) & set(ds.features)
+    want = episode_arrays(1, 5)
+    tab = ds.episode_table(1)
+    np.testing.assert_array_equal(tab["ground_truth.ee_pos"], want["extra"]["ground_truth.ee_pos"])
+    np.testing.assert_array_equal(tab["camera.scene.intrinsics"].reshape(5, 3, 3), want["intrinsics"][CAM])
+    # The trajectory loader finds the camera matrices under their old names too.
+    from ivnext_world.data import TrajectoryDataset
+
+    item = TrajectoryDataset(v21_old, window=3, stride=3, episodes=[1])[0]
+    np.testing.assert_array_equal(item["extrinsics"].numpy(), want["extrinsics"][CAM][:3])
+    # Converting an old dataset writes the current names (data, info and stats).
+    out = convert_v21_to_v30(v21_old, tmp_path / "v30")
+    assert "camera.scene.intrinsics" in pq.read_table(out / "data/chunk-000/file-000.parquet").column_names
+    info = json.loads((out / "meta/info.json").read_text())
+    assert "ground_truth.ee_pos" in info["features"] and f"{CAM}.intrinsics" not in info["features"]
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet")
+    assert "stats/camera.scene.extrinsics/mean" in episodes.column_names
+    assert LeRobotDataset(out).renames == {}
+
+
+def test_foreign_observation_columns_keep_their_names(tmp_path):
+    # Someone else's dataset (no depth_features: not written by us) with an observation.ee_pos policy input.
+    root = make_dataset(tmp_path, {0: 4})
+    to_old_names(root)
+    info = json.loads((root / "meta/info.json").read_text())
+    del info["depth_features"]
+    for key in OLD_NAMES.values():
+        info["features"][key].pop("info", None)
+    (root / "meta/info.json").write_text(json.dumps(info))
+    ds = LeRobotDataset(root)
+    assert ds.renames == {} and "observation.ee_pos" in ds.episode_table(0)
+
+
+def test_writer_refuses_names_lerobot_would_misread(tmp_path):
+    args = episode_arrays(0, 4)
+    writer = type(make_writer(tmp_path))(tmp_path, FPS, "x", ["observation.image"], (H, W), 3, 5)
+    cam = {k: {"observation.image": v[CAM]} for k, v in args.items() if isinstance(v, dict) and CAM in v}
+    with pytest.raises(ValueError, match="camera.image.intrinsics.*contains 'image'"):
+        writer.write_episode(0, **{**args, **cam})
+    with pytest.raises(ValueError, match="extra\\['ground_truth.image_pos'\\].*'image'"):
+        make_writer(tmp_path).write_episode(0, **{**args, "extra": {"ground_truth.image_pos": args["states"]}})
+    with pytest.raises(ValueError, match="collide"):
+        type(writer)(tmp_path, FPS, "x", [CAM, "scene"], (H, W), 3, 5)
+
+
+def test_declared_depth_without_its_folder_reads_without_depth(v21, tmp_path):
+    # What LeRobot's own v2.1 -> v3.0 converter leaves: our info.json, no depth/ folder.
+    import shutil
+
+    shutil.copytree(v21, tmp_path / "ds", ignore=shutil.ignore_patterns("depth"))
+    with pytest.warns(UserWarning, match="declares depth.*is missing"):
+        ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.depth_keys == {} and ds.depth(0, CAM) is None
+    assert LeRobotDataset(v21).depth_keys == {CAM: "observation.depth.scene"}

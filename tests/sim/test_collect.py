@@ -26,7 +26,7 @@ def test_parallel_collection_writes_a_readable_dataset(tmp_path):
     assert info["fps"] == 25 and "depth_path" in info
     table = ds.episode_table(1)
     assert np.array_equal(table["index"], np.arange(12, 24))  # global index across episodes
-    assert table["observation.ee_pos"].shape == (12, 3)
+    assert table["ground_truth.ee_pos"].shape == (12, 3)
 
     # The stored episode is exactly what a fresh rollout with the same seed produces.
     env = make_env("push", 64, 12)

@@ -5,7 +5,8 @@ v3.0 packs many episodes into one parquet file and one mp4 per camera, and finds
 frame rows), ``data/chunk_index``/``data/file_index`` and, per camera, ``videos/<key>/chunk_index``,
 ``file_index``, ``from_timestamp`` and ``to_timestamp`` (the episode's slice of the shared video).
 Videos are remuxed, not re-encoded, so frames are bit-identical to the v2.1 ones. Our depth files and
-camera-parameter columns are carried over unchanged. Column and file names follow LeRobot's
+camera-parameter columns are carried over; a dataset written with the old column names comes out
+with the current ones (see :func:`.layout.legacy_renames`). Column and file names follow LeRobot's
 ``convert_dataset_v21_to_v30``; file sizes are bounded by an episode count instead of megabytes.
 """
 from __future__ import annotations
@@ -36,7 +37,8 @@ def convert_v21_to_v30(src: str | Path, dst: str | Path, *, episodes_per_file: i
     eps = ds.episode_indices
     per_file = episodes_per_file or max(len(eps), 1)
     groups = [eps[k : k + per_file] for k in range(0, len(eps), per_file)]
-    stats = {r["episode_index"]: r["stats"] for r in L.read_jsonl(ds.root / L.EPISODES_STATS_JSONL)}
+    stats = {r["episode_index"]: {ds.renames.get(k, k): v for k, v in r["stats"].items()}
+             for r in L.read_jsonl(ds.root / L.EPISODES_STATS_JSONL)}
 
     rows: list[dict] = []
     frames_before = 0
@@ -45,7 +47,7 @@ def convert_v21_to_v30(src: str | Path, dst: str | Path, *, episodes_per_file: i
         where = {"chunk_index": chunk_index, "file_index": file_index}
         data_path = dst / L.V30_DATA_PATH.format(**where)
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables([pq.read_table(_v21_data_path(ds, ep)) for ep in group]), data_path)
+        pq.write_table(pa.concat_tables([ds.renamed(pq.read_table(_v21_data_path(ds, ep))) for ep in group]), data_path)
         slices = {key: _concat_videos(ds, group, key, dst / L.V30_VIDEO_PATH.format(video_key=key, **where))
                   for key in ds.camera_keys}
         for n, ep in enumerate(group):

@@ -10,9 +10,17 @@ and its v2.1 -> v3.0 converter):
 
 Our extensions, documented inside ``meta/info.json`` so a reader needs nothing but the folder:
 
-- Camera parameters are ordinary parquet columns ``<camera_key>.intrinsics`` (9 floats, row-major K)
-  and ``<camera_key>.extrinsics`` (16 floats, row-major 4x4 world-to-camera), declared in
-  ``info["features"]`` with their convention in the feature's ``"info"``.
+- Camera parameters are ordinary parquet columns ``camera.<name>.intrinsics`` (9 floats, row-major K)
+  and ``camera.<name>.extrinsics`` (16 floats, row-major 4x4 world-to-camera), where ``<name>`` is the
+  camera key without its ``observation.images.`` prefix (``observation.images.scene`` ->
+  ``camera.scene.intrinsics``), declared in ``info["features"]`` with their convention and camera key
+  in the feature's ``"info"``. LeRobot treats every feature whose name contains "image" as an image
+  (stats of shape (3, 1, 1)) and every ``observation.*`` feature as a policy input, so these names
+  contain neither.
+- Simulator ground truth (probe targets, never model inputs) is stored as ``ground_truth.<name>``
+  columns (``ground_truth.ee_pos``), outside ``observation.*`` for the same reason.
+- Datasets written before these names existed (``<camera_key>.intrinsics``, ``observation.ee_pos``)
+  still load: :func:`legacy_renames` maps their names to the current ones when they are read.
 - Depth is stored losslessly beside the videos, one compressed ``.npz`` per camera per episode at
   ``info["depth_path"]``, described in ``info["depth_features"]``. It is deliberately *not* listed in
   ``info["features"]``: LeRobot's own loader maps every feature to a parquet column or a video, and
@@ -81,12 +89,57 @@ def depth_key(camera_key: str) -> str:
     return camera_key + ".depth"
 
 
+CAMERA_PREFIX = "camera."
+GROUND_TRUTH_PREFIX = "ground_truth."
+# The simulator ground truth our collection stored as ``observation.<name>`` before the rename.
+LEGACY_GROUND_TRUTH = ("ee_pos", "goal_pos", "object_pos")
+
+
+def camera_name(camera_key: str) -> str:
+    """``observation.images.scene`` -> ``scene``; else without an ``observation.`` prefix."""
+    for prefix in ("observation.images.", "observation."):
+        if camera_key.startswith(prefix):
+            return camera_key[len(prefix):]
+    return camera_key
+
+
 def intrinsics_key(camera_key: str) -> str:
-    return camera_key + ".intrinsics"
+    """Column of the camera's 3x3 K: ``observation.images.scene`` -> ``camera.scene.intrinsics``."""
+    return f"{CAMERA_PREFIX}{camera_name(camera_key)}.intrinsics"
 
 
 def extrinsics_key(camera_key: str) -> str:
-    return camera_key + ".extrinsics"
+    """Column of the camera's 4x4 world-to-camera: ``camera.<name>.extrinsics``."""
+    return f"{CAMERA_PREFIX}{camera_name(camera_key)}.extrinsics"
+
+
+def ground_truth_key(name: str) -> str:
+    """Column of a simulator ground-truth quantity: ``ee_pos`` -> ``ground_truth.ee_pos``."""
+    return GROUND_TRUTH_PREFIX + name
+
+
+def legacy_renames(info: dict) -> dict[str, str]:
+    """Old column name -> current name for a dataset written by our writer before the rename.
+
+    Old camera-parameter columns are recognised by their feature ``info["camera"]`` (ours only) and
+    their ``<camera_key>.intrinsics`` / ``.extrinsics`` name; old ground truth by the names our
+    collection used, only in datasets that carry our ``depth_features`` entry (so an
+    ``observation.ee_pos`` policy input in someone else's dataset keeps its name). Names already in
+    the current form, or whose new name is taken, are left alone. Empty for current datasets.
+    """
+    features = info.get("features", {})
+    renames: dict[str, str] = {}
+    for key, ft in features.items():
+        camera = (ft.get("info") or {}).get("camera") if isinstance(ft.get("info"), dict) else None
+        if camera is not None:
+            for suffix, new in ((".intrinsics", intrinsics_key), (".extrinsics", extrinsics_key)):
+                if key == camera + suffix:
+                    renames[key] = new(camera)
+    if "depth_features" in info:
+        for name in LEGACY_GROUND_TRUTH:
+            if "observation." + name in features:
+                renames["observation." + name] = ground_truth_key(name)
+    return {old: new for old, new in renames.items() if old != new and new not in features}
 
 
 def episode_chunk(episode_index: int, chunks_size: int) -> int:

@@ -8,6 +8,7 @@ frame decoding and windowing live in :mod:`ivnext_world.data.trajectory` and
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ class LeRobotDataset:
 
     The version comes from ``info["codebase_version"]``; anything but v2.1 / v3.0 is an error.
     Episodes are addressed by their ``episode_index`` (see :attr:`episode_indices`).
+
+    Column names are always the current ones (:mod:`.layout`): a dataset written with the old names
+    (``observation.images.scene.intrinsics``, ``observation.ee_pos``) is read as if it had been
+    written now; :attr:`renames` lists what was mapped and ``info`` shows the current names.
     """
 
     def __init__(self, root: str | Path):
@@ -34,6 +39,9 @@ class LeRobotDataset:
                 "(a folder being written by LeRobotWriter gets it from finalize())"
             )
         self.info: dict = L.read_json(info_path)
+        self.renames: dict[str, str] = L.legacy_renames(self.info)
+        if self.renames:
+            self.info["features"] = {self.renames.get(k, k): v for k, v in self.info["features"].items()}
         self.version: str = self.info.get("codebase_version", "<missing>")
         if self.version == L.V21:
             self._episodes = self._load_v21_episodes()
@@ -45,6 +53,20 @@ class LeRobotDataset:
                 f"{L.V21!r} and {L.V30!r} (convert older datasets with LeRobot's converters first)"
             )
         self._data_cache: tuple[Path, pa.Table] | None = None  # v3.0: the last data file read
+        self._drop_depth_without_files()
+
+    def _drop_depth_without_files(self) -> None:
+        """Forget declared depth when its whole folder is absent: LeRobot's own v2.1 -> v3.0 converter
+        copies ``info.json`` (with our ``depth_features``) but not our ``depth/`` folder."""
+        declared = self.info.get("depth_features")
+        if not declared:
+            return
+        top = self.root / self.info.get("depth_path", L.DEPTH_PATH).split("/")[0]
+        if not top.is_dir():
+            warnings.warn(f"{self.root}: meta/info.json declares depth {sorted(declared)} but {top} is missing; "
+                          "reading without depth (LeRobot's own converter does not copy depth/: copy it from "
+                          "the source dataset to restore depth)")
+            self.info["depth_features"] = {}
 
     # -- dataset-level ------------------------------------------------------------------------
 
@@ -110,7 +132,13 @@ class LeRobotDataset:
             table = file_table.filter(pc.equal(file_table["episode_index"], i))
         if table.num_rows != ep["length"]:
             raise ValueError(f"{path}: episode {i} has {table.num_rows} rows but the metadata says {ep['length']}")
-        return {name: L.column_to_numpy(table[name]) for name in table.column_names}
+        return {self.renames.get(name, name): L.column_to_numpy(table[name]) for name in table.column_names}
+
+    def renamed(self, table: pa.Table) -> pa.Table:
+        """``table`` (read straight from this dataset's files) with old column names replaced."""
+        if not self.renames:
+            return table
+        return table.rename_columns([self.renames.get(n, n) for n in table.column_names])
 
     def video_ref(self, i: int, key: str) -> tuple[Path, float, float]:
         """(mp4 path, start s, end s) of camera ``key`` in episode ``i``: v2.1 the whole file,

@@ -69,6 +69,10 @@ class LeRobotWriter:
         for names, dim, what in ((action_names, action_dim, "action_names"), (state_names, state_dim, "state_names")):
             if names is not None and len(names) != dim:
                 raise ValueError(f"{what} has {len(names)} entries, expected {dim}")
+        names = [L.camera_name(k) for k in camera_keys]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera_keys {list(camera_keys)} share a camera name {names}: their "
+                             "camera.<name>.intrinsics/extrinsics columns would collide")
         self.root = Path(root)
         self.fps, self.robot_type = int(fps), robot_type
         self.camera_keys = list(camera_keys)
@@ -136,7 +140,9 @@ class LeRobotWriter:
             intrinsics: camera key -> (T, 3, 3) float32 pixel-space K (OpenCV pixel centres).
             extrinsics: camera key -> (T, 4, 4) float32 world-to-camera, OpenCV axes.
             actions: (T, A) float32.  states: (T, S) float32.  success: (T,) bool, per step.
-            extra: optional per-step float arrays, key -> (T,) or (T, D), e.g. ``observation.ee_pos``.
+            extra: optional per-step float arrays, key -> (T,) or (T, D), e.g. ``ground_truth.ee_pos``
+                (simulator ground truth goes under ``ground_truth.``: LeRobot feeds ``observation.*``
+                to policies; no name may contain "image", which LeRobot reserves for images).
         """
         arrays = self._validated(frames, depth, intrinsics, extrinsics, actions, states, success, extra or {})
         t = len(arrays[L.ACTION])
@@ -211,12 +217,20 @@ class LeRobotWriter:
         cols[L.DONE] = np.arange(t) == t - 1
         cols[L.SUCCESS] = check("success", success, (), bool)
         for key in self.camera_keys:
+            if (key in intrinsics or key in extrinsics) and "image" in L.intrinsics_key(key):
+                raise ValueError(
+                    f"camera {key!r}: its parameter columns would be named {L.intrinsics_key(key)!r}, and LeRobot "
+                    "treats any feature whose name contains 'image' as an image; name the camera "
+                    "'observation.images.<name>' with a <name> without 'image'")
             if key in intrinsics:
                 cols[L.intrinsics_key(key)] = check(f"intrinsics[{key}]", intrinsics[key], (3, 3)).reshape(t, 9)
             if key in extrinsics:
                 cols[L.extrinsics_key(key)] = check(f"extrinsics[{key}]", extrinsics[key], (4, 4)).reshape(t, 16)
         for key, arr in extra.items():
             arr = np.asarray(arr, dtype=np.float32)
+            if "image" in key:
+                raise ValueError(f"extra[{key!r}]: LeRobot treats any feature whose name contains 'image' as an "
+                                 "image (stats of shape (3, 1, 1)); choose another name")
             if key in cols or key in L.INDEX_COLUMNS or arr.ndim not in (1, 2) or len(arr) != t:
                 raise ValueError(f"extra[{key!r}]: need a new column name and shape (T,) or (T, D) with T={t}, got {arr.shape}")
             cols[key] = arr

@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
+# The LeRobot interop tests' own venv (lerobot pins torch<2.11; ~8 GB, ~15 min to download the first
+# time): kept outside the clone so fresh clones on the same machine (CI) reuse it.
+export LEROBOT_VENV ?= $(HOME)/.cache/ivnext_world/venv-lerobot
 
 .PHONY: setup demo test test-fast bench
 

@@ -54,6 +54,7 @@ def build_latent_cache(
     camera_key: str | None = None,
     chunk_frames: int = 32,
     device: str | torch.device = "cpu",
+    decoder: str = "auto",
 ) -> Path:
     """Encode each episode of ``source`` (LeRobot layout) into ``cache_dir``; episodes already cached
     with the same encoder/settings are kept. Returns ``cache_dir``."""
@@ -78,7 +79,7 @@ def build_latent_cache(
     for ep in tqdm(todo, desc="encode latents", unit="episode", disable=not todo):
         n = meta.episode_length(ep)
         item = TrajectoryDataset(source, window=n, episodes=[ep], camera_key=camera_key, transform=transform,
-                                 on_error="raise")[0]
+                                 on_error="raise", decoder=decoder)[0]
         frames = item["frames"].to(device)  # (T, 3, S, S) normalised
         z = torch.cat([encode_video(encoder, frames[None, i:i + chunk_frames], pool)[0].float().cpu()
                        for i in range(0, n, chunk_frames)])  # (T, n, D)

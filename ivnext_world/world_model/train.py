@@ -43,6 +43,7 @@ class WMDataConfig:
     frame_skip: int = 1
     camera_key: Optional[str] = None  # None: the dataset's first camera
     cache_latents: bool = True  # encode every frame once into <out>/latents (frozen encoder, no augmentation)
+    decoder: str = "auto"  # auto (decord, per-file fallback to PyAV/torchcodec) | decord | pyav | torchcodec
 
 
 @dataclass
@@ -219,14 +220,14 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         cache = out / "latents"
         if _is_main():  # one writer; the other ranks wait for the finished cache
             build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
-                               epd.cfg.img_size, cfg.pool, cfg.data.camera_key)
+                               epd.cfg.img_size, cfg.pool, cfg.data.camera_key, decoder=cfg.data.decoder)
         _barrier()
         dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
                                       cfg.data.frame_skip)
     else:
         dataset = TrajectoryDataset(
             cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
-            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True,
+            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True, decoder=cfg.data.decoder,
             transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False),
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,

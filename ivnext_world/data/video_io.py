@@ -120,7 +120,8 @@ class StreamInfo:
 
     ``width``/``height``: the picture as stored; ``rotation``: degrees counter-clockwise that turn it
     upright (FFmpeg's display matrix; 0, 90, 180 or -90); ``reorder``: the stream has B-frames
-    (presentation order differs from decode order).
+    (presentation order differs from decode order); ``declared_frames``: the header's frame count
+    (0 when the container does not say), more than a reader finds in a truncated file.
     """
 
     codec: str
@@ -128,6 +129,7 @@ class StreamInfo:
     height: int
     rotation: int = 0
     reorder: bool = False
+    declared_frames: int = 0
 
     @property
     def label(self) -> str:
@@ -169,20 +171,22 @@ def _probe(path: str, size: int, mtime_ns: int) -> StreamInfo:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         codec = ctx.codec.canonical_name if ctx is not None else "unknown"
-        info = StreamInfo(codec, stream.width, stream.height, 0, bool(ctx is not None and ctx.has_b_frames))
+        info = StreamInfo(codec, stream.width, stream.height, 0, bool(ctx is not None and ctx.has_b_frames), stream.frames)
         if ctx is None:
             return info
         ctx.thread_count = 1
         try:  # PyAV exposes the display matrix only on decoded frames
             for frame in container.decode(stream):
-                return StreamInfo(codec, stream.width, stream.height, _normal_rotation(frame.rotation), info.reorder)
+                return StreamInfo(codec, stream.width, stream.height, _normal_rotation(frame.rotation), info.reorder,
+                                  info.declared_frames)
         except av.FFmpegError:
             pass  # undecodable first frame: the reader reports it when that frame is asked for
     return info
 
 
 def _normal_rotation(deg: float) -> int:
-    return int((round(deg / 90) * 90 + 180) % 360 - 180) or 0  # 270 -> -90, -180 -> 180
+    r = int(round(deg / 90)) * 90 % 360
+    return r - 360 if r > 180 else r  # 270 -> -90, -180 -> 180
 
 
 def check_decoder(decoder: str) -> str:
@@ -466,7 +470,10 @@ class VideoReader:
         while True:
             n = self._impl.num_frames
             if len(indices) and (indices.min() < 0 or indices.max() >= n):
-                raise BadInput(str(self.path), DECODE, f"frame indices {indices.min()}..{indices.max()} outside 0..{n - 1}")
+                cut = self.info.declared_frames > n
+                raise BadInput(str(self.path), DECODE, f"frame indices {indices.min()}..{indices.max()} outside 0..{n - 1} of "
+                               f"this {self.info.label} stream" + (f" (cut short: its header declares "
+                                                                    f"{self.info.declared_frames} frames)" if cut else ""))
             try:
                 return self._impl.read(indices)
             except _BackendFailed as fail:

@@ -20,8 +20,9 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 import av
 import numpy as np
@@ -51,15 +52,41 @@ def encode_mp4(
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     t, h, w, _ = frames.shape
-    if t == 0 or h % 2 or w % 2:
-        raise ValueError(f"cannot encode {t} frames of {h}x{w}: need T >= 1 and even H, W for yuv420p")
+    if t == 0:
+        raise ValueError(f"cannot encode {t} frames: need T >= 1")
+    encode_frames_mp4(dest, (av.VideoFrame.from_ndarray(f, format="rgb24") for f in frames), int(fps), (h, w),
+                      crf=crf, gop=gop)
+
+
+def encode_frames_mp4(
+    dest: str | os.PathLike | BinaryIO, frames: Iterable[av.VideoFrame], fps: int | Fraction, size: tuple[int, int], *,
+    crf: int = DEFAULT_CRF, gop: int = DEFAULT_GOP, threads: int = 0, fixed_gop: bool = False,
+) -> int:
+    """Stream PyAV ``frames`` of ``size`` (H, W) (any pixel format; converted to yuv420p) into an H.264
+    mp4 at a constant ``fps`` (a Fraction keeps 30000/1001 exact); returns the number of frames written.
+
+    Frame ``t`` gets presentation time ``t / fps``; H and W must be even (yuv420p). ``threads``:
+    x264 threads (0: its default, about 1.5 per core; give 1 when several encoders run in parallel).
+    ``fixed_gop``: keyframes exactly every ``gop`` frames (no extra ones at scene cuts).
+    """
+    h, w = size
+    if h % 2 or w % 2:
+        raise ValueError(f"cannot encode {h}x{w} frames: need even H, W for yuv420p")
+    n = 0
     with av.open(dest, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
+        stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {**_X264_OPTIONS, "crf": str(crf), "g": str(gop)}
+        stream.options = {**_X264_OPTIONS, "crf": str(crf), "g": str(gop), **({"threads": str(threads)} if threads else {}),
+                          **({"sc_threshold": "0"} if fixed_gop else {})}
+        time_base = Fraction(1) / Fraction(fps)
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            # Constant frame rate: frame n at n / fps, whatever timestamps a decoded input frame carried;
+            # and no picture type, which x264 would obey (an input's keyframes would become extra ones).
+            frame.pts, frame.time_base, frame.pict_type = n, time_base, 0
+            container.mux(stream.encode(frame))
+            n += 1
         container.mux(stream.encode())  # flush delayed packets
+    return n
 
 
 def encode_mp4_bytes(frames: np.ndarray, fps: int, **kwargs) -> bytes:
@@ -177,7 +204,8 @@ def _probe(path: str, size: int, mtime_ns: int) -> StreamInfo:
         ctx.thread_count = 1
         try:  # PyAV exposes the display matrix only on decoded frames
             for frame in container.decode(stream):
-                return StreamInfo(codec, stream.width, stream.height, _normal_rotation(frame.rotation), info.reorder,
+                rotation = _normal_rotation(getattr(frame, "rotation", 0))  # PyAV >= 13 reads the display matrix
+                return StreamInfo(codec, stream.width, stream.height, rotation, info.reorder,
                                   info.declared_frames)
         except av.FFmpegError:
             pass  # undecodable first frame: the reader reports it when that frame is asked for

@@ -336,18 +336,19 @@ class _TorchCodec:
 
 @dataclass(frozen=True)
 class _PyAVIndex:
-    """Frame ``i`` is the packet with the i-th smallest pts. ``keys``: indices of keyframes (ascending);
-    ``seek_ts``: where to seek for each of them (min of pts and dts: mp4 seeks by dts, mkv by pts)."""
+    """Frame ``i`` is the packet with the i-th smallest pts; ``keys``: the keyframes' frame indices
+    (ascending). Seeks go to a keyframe's pts: its dts is too early (FFmpeg's mp4 index then lands on
+    the keyframe before, a whole GOP of extra decoding), and a seek that lands past the wanted frame
+    is retried from an earlier keyframe."""
 
     pts: np.ndarray
     keys: np.ndarray
-    seek_ts: np.ndarray
     fps: float
 
 
 @functools.lru_cache(maxsize=256)
 def _pyav_index(path: str, size: int, mtime_ns: int) -> _PyAVIndex:
-    pts, key_pts, key_ts = [], [], []
+    pts, key_pts = [], []
     with av.open(path) as container:
         stream = container.streams.video[0]
         try:
@@ -357,15 +358,12 @@ def _pyav_index(path: str, size: int, mtime_ns: int) -> _PyAVIndex:
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     key_pts.append(packet.pts)
-                    key_ts.append(packet.pts if packet.dts is None else min(packet.pts, packet.dts))
         except av.FFmpegError:
             pass  # damaged container: frames before the damage stay readable
         rate = stream.average_rate or stream.guessed_rate
-    order = np.argsort(pts, kind="stable")
-    pts_sorted = np.asarray(pts, dtype=np.int64)[order]
-    keys = np.searchsorted(pts_sorted, np.asarray(key_pts, dtype=np.int64))
-    by_key = np.argsort(keys, kind="stable")
-    return _PyAVIndex(pts_sorted, keys[by_key], np.asarray(key_ts, dtype=np.int64)[by_key], float(rate or 0.0))
+    pts_sorted = np.sort(np.asarray(pts, dtype=np.int64))
+    keys = np.sort(np.searchsorted(pts_sorted, np.asarray(key_pts, dtype=np.int64)))
+    return _PyAVIndex(pts_sorted, keys, float(rate or 0.0))
 
 
 class _PyAV:
@@ -435,7 +433,7 @@ class _PyAV:
                 raise _BackendFailed(f"the decoder skipped frame {t} (damaged data)", "PyAV: frame skipped")
 
     def _seek(self, k: int) -> None:
-        self.container.seek(int(self.index.seek_ts[k]), stream=self.stream, backward=True, any_frame=False)
+        self.container.seek(int(self.index.pts[self.index.keys[k]]), stream=self.stream, backward=True, any_frame=False)
         self._frames, self._next = self.container.decode(self.stream), int(self.index.keys[k])
 
     def _decode_next(self, t: int):
@@ -492,6 +490,11 @@ class VideoReader:
     def __getitem__(self, index: int) -> np.ndarray:
         return self.read([index])[0]
 
+    def get_batch(self, indices) -> "_Frames":
+        """decord's batch read, kept for callers written against ``decord.VideoReader``
+        (``reader.get_batch(idx).asnumpy()``); new code calls :meth:`read`."""
+        return self.read(indices).view(_Frames)
+
     def read(self, indices) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as (T, H, W, 3) uint8, upright."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -545,6 +548,13 @@ class VideoReader:
         else:
             hint = "PyAV has a decoder for this codec, so the file itself is damaged: re-encode it from a good copy or drop it"
         return f"{self.info.label} could not be decoded by any backend ({said}); fix: {hint}"
+
+
+class _Frames(np.ndarray):
+    """An ndarray that also answers decord's ``asnumpy()``."""
+
+    def asnumpy(self) -> np.ndarray:
+        return self.view(np.ndarray)
 
 
 class _Failed:

@@ -184,6 +184,14 @@ def test_missing_torchcodec_is_a_clear_import_error(monkeypatch):
         VideoClipDataset("x.csv", decoder="torchcodec")
 
 
+def test_decord_style_calls_still_work(files):
+    root, _ = files
+    reader = open_video(root / "av1.mp4")  # read by PyAV: the decord-style calls do not depend on decord
+    batch = reader.get_batch([5, 2]).asnumpy()
+    assert type(batch) is np.ndarray and reader.get_avg_fps() == 10.0 and reader[5].shape == (64, 64, 3)
+    np.testing.assert_array_equal(frame_ids(batch), [5, 2])
+
+
 def test_decoder_setting_is_validated():
     assert DECODERS == ("auto", "decord", "pyav", "torchcodec")
     with pytest.raises(ValueError, match="decoder must be one of"):

@@ -261,3 +261,22 @@ def test_trajectory_dataset_reads_av1(av1_dataset):
             assert (got["frames"] - want["frames"]).abs().mean() < 0.03  # re-encoded: close, not equal
     with pytest.raises(VideoLoadError, match=r"AV1 \(av1\).*no AV1 decoder.*decoder='auto'"):
         TrajectoryDataset(av1, window=4, decoder="decord", on_error="raise")[0]
+
+
+def test_configs_pass_the_decoder(files, av1_dataset):
+    from types import SimpleNamespace
+
+    from ivnext_world.config import load_config
+    from ivnext_world.pretrain.run import ClipDataConfig, build_clip_dataset
+    from ivnext_world.probes.depth.train import DepthDataConfig, depth_dataset
+
+    root, _ = files
+    for name in ("pretrain", "world_model", "depth"):
+        assert load_config(name, ["data.decoder=pyav"]).data.decoder == "pyav"
+    (root / "one.csv").write_text("av1.mp4\n")
+    clips = build_clip_dataset(ClipDataConfig(source=str(root / "one.csv"), decoder="pyav"),
+                               SimpleNamespace(num_frames=4, img_size=32), train=False)
+    assert clips.decoder == "pyav"
+    depth = depth_dataset(DepthDataConfig(source=str(av1_dataset[1]), decoder="torchcodec" if TORCHCODEC else "pyav"),
+                          [0], window=2, stride=2)
+    assert depth.decoder == (TORCHCODEC or ["pyav"])[0] and depth[0]["frames"].shape == (2, 3, 64, 64)

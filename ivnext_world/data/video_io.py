@@ -468,7 +468,8 @@ class VideoReader:
                 self.tried.append(("decord", "known not to handle files like this one"))
             else:
                 chain.append("decord")
-            chain += ["pyav"] + (["torchcodec"] if _backend_status("torchcodec") is None else [])
+            # torchcodec only if installed, checked when reached: importing it costs seconds.
+            chain += ["pyav", "torchcodec?"]
         self._chain = chain
         self._impl = None
         self._next_backend(UNREADABLE)
@@ -511,7 +512,15 @@ class VideoReader:
                 self._failed(fail)
                 self._next_backend(DECODE)
 
+    def _drop_unavailable(self) -> None:
+        while self._chain and self._chain[0].endswith("?"):
+            name = self._chain.pop(0)[:-1]
+            if _backend_status(name) is None:
+                self._chain.insert(0, name)
+                return
+
     def _next_backend(self, kind: str) -> None:
+        self._drop_unavailable()
         while self._chain:
             name = self._chain.pop(0)
             try:
@@ -520,6 +529,7 @@ class VideoReader:
             except _BackendFailed as fail:
                 self._impl = _Failed(name)
                 self._failed(fail)
+            self._drop_unavailable()
         raise BadInput(str(self.path), kind, self._explain())
 
     def _failed(self, fail: _BackendFailed) -> None:
@@ -527,6 +537,7 @@ class VideoReader:
         self.tried.append((name, fail.reason))
         if name == "decord" and fail.remember is not None:
             _DECORD_CANNOT.add(fail.remember)
+        self._drop_unavailable()
         if self._chain:
             _log_once(f"{name}: {fail.key}", f"{_BACKEND_NAMES[name]} cannot decode {self.path} ({fail.reason}); "
                       f"using {_BACKEND_NAMES[self._chain[0]]} for it"

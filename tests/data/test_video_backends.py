@@ -231,27 +231,32 @@ def test_clip_dataset_reads_every_codec(files):
             assert torch.equal(a, b), name  # the same frames whichever library decodes them
 
 
+TRAJ_CODECS = {"av1": "libsvtav1", "hevc": "libx265", "vp9": "libvpx-vp9"}
+
+
 @pytest.fixture(scope="module")
-def av1_dataset(tmp_path_factory):
-    """A LeRobot v3.0 dataset, and the same with its video re-encoded to AV1 (LeRobot's default)."""
+def reencoded(tmp_path_factory):
+    """A LeRobot v3.0 dataset (H.264), and copies with its videos re-encoded to AV1 (LeRobot's
+    default), HEVC and VP9 (in the same .mp4 files)."""
     from ivnext_world.data import convert_v21_to_v30
 
-    base = tmp_path_factory.mktemp("av1ds")
-    lengths = {0: 12, 1: 10}
-    h264 = convert_v21_to_v30(make_dataset(base / "v21", lengths), base / "h264", episodes_per_file=2)
-    av1 = base / "av1"
-    shutil.copytree(h264, av1)
-    videos = sorted(av1.glob("videos/**/*.mp4"))
-    reencode_in_subprocess(videos, "libsvtav1")
-    assert all(probe_video(v).codec == "av1" for v in videos)
-    return h264, av1
+    base = tmp_path_factory.mktemp("reencoded")
+    h264 = convert_v21_to_v30(make_dataset(base / "v21", {0: 12, 1: 10}), base / "h264", episodes_per_file=2)
+    roots = {"h264": h264}
+    for name, encoder in TRAJ_CODECS.items():
+        roots[name] = base / name
+        shutil.copytree(h264, roots[name])
+        videos = sorted(roots[name].glob("videos/**/*.mp4"))
+        reencode_in_subprocess(videos, encoder)
+        assert all(probe_video(v).codec == name for v in videos)
+    return roots
 
 
-def test_trajectory_dataset_reads_av1(av1_dataset):
-    h264, av1 = av1_dataset
-    ref = TrajectoryDataset(h264, window=4, stride=3)
+@pytest.mark.parametrize("codec", list(TRAJ_CODECS))
+def test_trajectory_dataset_reads_reencoded_videos(reencoded, codec):
+    ref = TrajectoryDataset(reencoded["h264"], window=4, stride=3)
     for decoder in ["auto", "pyav"] + TORCHCODEC:
-        ds = TrajectoryDataset(av1, window=4, stride=3, decoder=decoder, on_error="raise")
+        ds = TrajectoryDataset(reencoded[codec], window=4, stride=3, decoder=decoder, on_error="raise")
         assert len(ds) == len(ref)
         for i in range(len(ds)):
             got, want = ds[i], ref[i]
@@ -259,11 +264,12 @@ def test_trajectory_dataset_reads_av1(av1_dataset):
             np.testing.assert_array_equal(got["actions"].numpy(), want["actions"].numpy())
             np.testing.assert_array_equal(frame_ids(got["frames"].mul(255).numpy()), want["frame_index"].numpy())
             assert (got["frames"] - want["frames"]).abs().mean() < 0.03  # re-encoded: close, not equal
-    with pytest.raises(VideoLoadError, match=r"AV1 \(av1\).*no AV1 decoder.*decoder='auto'"):
-        TrajectoryDataset(av1, window=4, decoder="decord", on_error="raise")[0]
+    if codec == "av1":
+        with pytest.raises(VideoLoadError, match=r"AV1 \(av1\).*no AV1 decoder.*decoder='auto'"):
+            TrajectoryDataset(reencoded[codec], window=4, decoder="decord", on_error="raise")[0]
 
 
-def test_configs_pass_the_decoder(files, av1_dataset):
+def test_configs_pass_the_decoder(files, reencoded):
     from types import SimpleNamespace
 
     from ivnext_world.config import load_config
@@ -277,6 +283,6 @@ def test_configs_pass_the_decoder(files, av1_dataset):
     clips = build_clip_dataset(ClipDataConfig(source=str(root / "one.csv"), decoder="pyav"),
                                SimpleNamespace(num_frames=4, img_size=32), train=False)
     assert clips.decoder == "pyav"
-    depth = depth_dataset(DepthDataConfig(source=str(av1_dataset[1]), decoder="torchcodec" if TORCHCODEC else "pyav"),
+    depth = depth_dataset(DepthDataConfig(source=str(reencoded["av1"]), decoder="torchcodec" if TORCHCODEC else "pyav"),
                           [0], window=2, stride=2)
     assert depth.decoder == (TORCHCODEC or ["pyav"])[0] and depth[0]["frames"].shape == (2, 3, 64, 64)

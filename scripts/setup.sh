@@ -13,8 +13,9 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 
 # Debian packages: EGL/OSMesa for MuJoCo offscreen rendering, Vulkan (lavapipe) for open3d's
-# offscreen renderer, ffmpeg for writing mp4 files, and a one-node SLURM (slurmctld, slurmd, client
-# tools, munge) for tests/slurm (~15 s; nothing is configured or started here: the tests do that).
+# offscreen renderer, ffmpeg (mp4 tools, and the shared libraries torchcodec decodes with), and a
+# one-node SLURM (slurmctld, slurmd, client tools, munge) for tests/slurm (~15 s; nothing is
+# configured or started here: the tests do that).
 # Only installed when missing, only as root.
 apt_pkgs=(libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 mesa-vulkan-drivers libgomp1 ffmpeg)
 apt_pkgs+=(slurmctld slurmd slurm-client munge)
@@ -37,6 +38,6 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 echo "[setup] pip install (torch is served from local disk on these machines; ~2-4 min the first time)"
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,torchcodec]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 echo "$want" > "$stamp"
 echo "[setup] done"

@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, help="use every n-th frame")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-ply", action="store_true")
+    p.add_argument("--decoder", default="auto", choices=["auto", "decord", "pyav", "torchcodec"],
+                   help="video decoder; auto: decord, falling back to PyAV/torchcodec for files it cannot decode (AV1)")
     return ap
 
 
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
 
             K = np.load(args.intrinsics_file)
         return D.predict_video(args.probe, args.video, args.out, intrinsics=K, hfov_deg=args.hfov, every=args.every,
-                               max_frames=args.max_frames, write_clouds=not args.no_ply)
+                               max_frames=args.max_frames, write_clouds=not args.no_ply, decoder=args.decoder)
     raise AssertionError(args.cmd)
 
 

@@ -14,7 +14,7 @@ from .failures import BAD_DEPTH, BadInput, BadItem, FailurePolicy, PolicyDataset
 from .lerobot import LeRobotDataset
 from .lerobot.layout import ACTION, STATE, extrinsics_key, intrinsics_key
 from .manifest import lerobot_items
-from .video_io import open_video, read_frames
+from .video_io import check_decoder, open_video, read_frames
 
 
 def action_chunks(actions: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -43,7 +43,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
 
     Each item is a dict (T = ``window``):
 
-    - ``"frames"``: (T, C, H, W) float32 in [0, 1] of ``camera_key``, decoded by decord at the rows'
+    - ``"frames"``: (T, C, H, W) float32 in [0, 1] of ``camera_key``, decoded (``decoder``) at the rows'
       timestamps (v3.0: shifted by the episode's ``from_timestamp`` in the shared video); with a
       ``transform`` its output for the uint8 (T, C, H, W) clip instead, made contiguous (uint8 for
       training with ``build_video_transform(..., output="uint8")``: the Trainer normalises on the device).
@@ -59,6 +59,8 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         on_error, max_failures, max_failure_fraction: bad-video policy, shared with
             :class:`~ivnext_world.data.video_clips.VideoClipDataset`. A video whose frame count
             disagrees with the parquet table is a bad item (reason ``frame count mismatch``).
+        decoder: ``"auto"`` (decord, falling back per file to PyAV / torchcodec, e.g. for AV1, LeRobot's
+            default codec), ``"decord"``, ``"pyav"`` or ``"torchcodec"``.
     """
 
     def __init__(
@@ -76,7 +78,9 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         max_failure_fraction: float | None = 0.1,
         cache_episodes: int = 4,
         chunk_actions: bool = False,
+        decoder: str = "auto",
     ):
+        self.decoder = check_decoder(decoder)
         if window < 1 or stride < 1 or frame_skip < 1:
             raise ValueError(f"window, stride and frame_skip must be >= 1, got {window}, {stride}, {frame_skip}")
         self.meta = LeRobotDataset(root)
@@ -133,7 +137,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         rows = start + self.frame_skip * np.arange(self.window)
         table, depth = self._episode(ep)
         video = self.videos[ep]
-        reader = open_video(video.path)
+        reader = open_video(video.path, self.decoder)
         video.frames_in(len(reader))  # the video must hold exactly the parquet's frames
         # Decode at the rows' timestamps; ``video.start`` is the episode's offset in a shared v3.0 file.
         fps = reader.get_avg_fps()
@@ -164,7 +168,7 @@ class TrajectoryDataset(PolicyDataset, Dataset):
         for ep, i in first_window.items():
             video = self.videos[ep]
             try:
-                video.frames_in(len(open_video(video.path)))
+                video.frames_in(len(open_video(video.path, self.decoder)))
                 depth_path = self.meta.depth_path(ep, self.camera_key)
                 if self.has_depth and not depth_path.is_file():
                     raise BadInput(str(depth_path), BAD_DEPTH, "no such file")

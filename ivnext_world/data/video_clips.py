@@ -10,11 +10,11 @@ from torch.utils.data import Dataset
 from .failures import BAD_ROW, TOO_SHORT, BadInput, BadItem, FailurePolicy, PolicyDataset
 from .manifest import VideoItem, lerobot_items, read_manifest
 from .sampling import fps_step, frames_needed, sample_indices
-from .video_io import open_video, read_frames
+from .video_io import check_decoder, open_video, read_frames
 
 
 class VideoClipDataset(PolicyDataset, Dataset):
-    """Clips of ``num_frames`` frames decoded with decord.
+    """Clips of ``num_frames`` frames, decoded with decord or, per file where decord cannot, PyAV / torchcodec.
 
     Sources: a manifest (``.csv``: ``path[,label]`` rows, optional header; ``.jsonl``: objects with
     ``path`` and optional ``label``; relative paths are relative to the manifest), or a LeRobot folder
@@ -35,12 +35,14 @@ class VideoClipDataset(PolicyDataset, Dataset):
         sampling: ``"dense"`` (``num_frames`` frames ``stride`` apart) or ``"segment"`` (TSN: one
             frame per equal segment); random positions when ``train``, centred otherwise.
         target_fps: if given, ``stride`` counts frames at this rate and is converted with each
-            video's real fps (decord ``get_avg_fps``), so clips span equal durations.
+            video's real fps, so clips span equal durations.
         short_clip: ``"error"`` (default: a clip with too few frames is a bad item, reason
             ``clip too short``) or ``"pad"`` (repeat its last frame).
         on_error, max_failures, max_failure_fraction: the bad-item policy, see
             :class:`~ivnext_world.data.failures.FailurePolicy`.
         camera_keys, episodes: LeRobot sources only: which cameras and episodes to use.
+        decoder: ``"auto"`` (decord, falling back per file to PyAV / torchcodec), ``"decord"``,
+            ``"pyav"`` or ``"torchcodec"``; see :func:`~ivnext_world.data.video_io.open_video`.
 
     Videos are opened inside ``__getitem__`` with one decoding thread, so the dataset holds no
     decoder state and is safe with any number of DataLoader workers.
@@ -62,8 +64,10 @@ class VideoClipDataset(PolicyDataset, Dataset):
         max_failure_fraction: float | None = 0.1,
         camera_keys: list[str] | None = None,
         episodes: list[int] | None = None,
+        decoder: str = "auto",
     ):
         frames_needed(num_frames, sampling, 1.0)  # validates ``sampling``
+        self.decoder = check_decoder(decoder)
         if short_clip not in ("error", "pad"):
             raise ValueError(f"short_clip must be 'error' or 'pad', got {short_clip!r}")
         source = Path(source)
@@ -89,7 +93,7 @@ class VideoClipDataset(PolicyDataset, Dataset):
         Returns (reader, frames in clip, step in file frames)."""
         if item.error is not None:
             raise BadInput(item.where, BAD_ROW, item.error)
-        reader = open_video(item.path)
+        reader = open_video(item.path, self.decoder)
         n = item.frames_in(len(reader))
         step = fps_step(self.stride, reader.get_avg_fps(), self.target_fps) if self.sampling == "dense" else 1.0
         need = frames_needed(self.num_frames, self.sampling, step)

@@ -45,6 +45,7 @@ class ClipDataConfig:
     episodes: Optional[List[int]] = None  # LeRobot sources: restrict to these (e.g. a train split)
     flip: bool = False  # left/right matters for robot video
     on_error: str = "skip"
+    decoder: str = "auto"  # auto (decord, per-file fallback to PyAV/torchcodec) | decord | pyav | torchcodec
 
 
 @dataclass
@@ -64,7 +65,7 @@ def build_clip_dataset(data: ClipDataConfig, model: EPDConfig, train: bool = Tru
 
     return VideoClipDataset(
         data.source, num_frames=model.num_frames, sampling=data.sampling, stride=data.stride,
-        target_fps=data.target_fps, train=train, episodes=data.episodes, on_error=data.on_error,
+        target_fps=data.target_fps, train=train, episodes=data.episodes, on_error=data.on_error, decoder=data.decoder,
         # uint8 through the workers; the Trainer normalises on the device (a quarter of float32's bytes).
         transform=build_video_transform(train, model.img_size, flip=data.flip, output="uint8"),
     )

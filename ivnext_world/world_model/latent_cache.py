@@ -87,6 +87,7 @@ def build_latent_cache(
     chunk_frames: int = 32,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    decoder: str = "auto",
 ) -> Path:
     """Encode each episode of ``source`` (LeRobot layout) into ``cache_dir``; episodes already cached
     with the same encoder/settings are kept. Returns ``cache_dir``.
@@ -126,7 +127,7 @@ def build_latent_cache(
         mine = shard_episodes(list(episodes), [meta.episode_length(ep) for ep in episodes], world)[rank]
         todo = [ep for ep in mine if not episode_path(cache_dir, ep).exists()]
         _encode_episodes(encoder, source, todo, cache_dir, img_size, pool, camera_key, chunk_frames, device,
-                         precision, rank, meta)
+                         precision, rank, meta, decoder)
         fsync_dir(cache_dir)
 
     _together(prepare if rank == 0 else None, distributed, "preparing")
@@ -160,7 +161,7 @@ def _together(fn, distributed: bool, what: str) -> None:
 
 
 def _encode_episodes(encoder, source, todo, cache_dir, img_size, pool, camera_key, chunk_frames, device,
-                     precision, rank, meta) -> None:
+                     precision, rank, meta, decoder) -> None:
     from ..data import TrajectoryDataset, build_video_transform
 
     if not todo:
@@ -173,7 +174,7 @@ def _encode_episodes(encoder, source, todo, cache_dir, img_size, pool, camera_ke
     for ep in tqdm(todo, desc=f"encode latents (rank {rank})", unit="episode", disable=rank != 0):
         n = meta.episode_length(ep)
         frames = TrajectoryDataset(source, window=n, episodes=[ep], camera_key=camera_key, transform=transform,
-                                   on_error="raise")[0]["frames"]  # (T, 3, S, S) normalised
+                                   on_error="raise", decoder=decoder)[0]["frames"]  # (T, 3, S, S) normalised
         parts = []
         for i in range(0, n, chunk_frames):
             x = frames[None, i:i + chunk_frames].to(device, non_blocking=True)

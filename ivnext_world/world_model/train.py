@@ -43,6 +43,7 @@ class WMDataConfig:
     frame_skip: int = 1
     camera_key: Optional[str] = None  # None: the dataset's first camera
     cache_latents: bool = True  # encode every frame once into <out>/latents (frozen encoder, no augmentation)
+    decoder: str = "auto"  # auto (decord, per-file fallback to PyAV/torchcodec) | decord | pyav | torchcodec
 
 
 @dataclass
@@ -228,13 +229,14 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         # Collective: every rank encodes its share of the episodes on its own GPU (the trainer's,
         # cuda:LOCAL_RANK), in the loop's precision (as the on-the-fly targets under its autocast).
         build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
-                           epd.cfg.img_size, cfg.pool, cfg.data.camera_key, precision=cfg.loop.precision)
+                           epd.cfg.img_size, cfg.pool, cfg.data.camera_key, precision=cfg.loop.precision,
+                           decoder=cfg.data.decoder)
         dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
                                       cfg.data.frame_skip)
     else:
         dataset = TrajectoryDataset(
             cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
-            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True,
+            camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True, decoder=cfg.data.decoder,
             transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False, output="uint8"),
         )
     objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,

@@ -66,3 +66,36 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, tiny_probe, video, capsys):
         main(["predict", str(video), "--probe", str(tiny_probe), "--out", str(tmp_path / "o"), "--intrinsics-file", str(tmp_path / "K.npy")])
     assert e.value.code == 2 and "4 intrinsics matrices for 6 frames" in capsys.readouterr().err
 
+
+
+@pytest.fixture(scope="module")
+def codec_files(tmp_path_factory):
+    """AV1, HEVC, VP9, rotated, 16x16, odd-sized and truncated files (tests/data/_codec_files.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_codec_files", Path(__file__).parents[1] / "data" / "_codec_files.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = tmp_path_factory.mktemp("codecs")
+    module.make_codec_files(root)
+    return root
+
+
+@pytest.mark.parametrize("name,size", [("av1.mp4", [64, 64]), ("hevc.mp4", [64, 64]), ("vp9.webm", [64, 64]),
+                                       ("rot90.mp4", [48, 64]), ("tiny16.mp4", [16, 16]), ("odd97x61.mp4", [61, 97])])
+def test_predict_reads_every_codec(codec_files, name, size, tiny_probe, tmp_path, no_o3d_render):
+    summary = predict_video(tiny_probe, codec_files / name, tmp_path / "o", max_frames=2, write_clouds=False)
+    assert summary["frames"] == 2 and summary["size"] == size  # upright size for the rotated file
+    assert np.load(tmp_path / "o" / "depth.npz")["depth"].shape == (2, *size)
+
+
+def test_predict_decoder_option_and_damaged_video(codec_files, tiny_probe, tmp_path, capsys, no_o3d_render):
+    main(["predict", str(codec_files / "av1.mp4"), "--probe", str(tiny_probe), "--out", str(tmp_path / "o"),
+          "--max-frames", "1", "--no-ply", "--decoder", "pyav"])
+    assert json.loads(capsys.readouterr().out)["frames"] == 1
+    with pytest.raises(VideoDecodeError, match=r"av1.mp4: .*no AV1 decoder.*decoder='auto'"):
+        predict_video(tiny_probe, codec_files / "av1.mp4", tmp_path / "o", decoder="decord")
+    # Cut inside frame 12: the error names the file and the frame, after frames 0-11 decoded.
+    with pytest.raises(VideoDecodeError, match=r"cannot decode video .*truncated.mp4: decode error: .*frame 12"):
+        predict_video(tiny_probe, codec_files / "truncated.mp4", tmp_path / "o", write_clouds=False, chunk=4)

@@ -35,6 +35,7 @@ class DepthDataConfig:
     window: int = 4  # frames decoded per item (one video seek per item); a batch is batch_size x window frames
     stride: int = 4  # rows between windows (= window: every frame once per epoch)
     frame_skip: int = 1
+    decoder: str = "auto"  # auto (decord, per-file fallback to PyAV/torchcodec) | decord | pyav | torchcodec
 
 
 @dataclass
@@ -76,7 +77,8 @@ def depth_dataset(data: DepthDataConfig, episodes: list[int], window: int | None
     from ...data import TrajectoryDataset
 
     ds = TrajectoryDataset(data.source, window=window or data.window, stride=stride or data.stride,
-                           frame_skip=data.frame_skip, camera_key=data.camera_key, episodes=episodes, on_error="raise")
+                           frame_skip=data.frame_skip, camera_key=data.camera_key, episodes=episodes, on_error="raise",
+                           decoder=data.decoder)
     if not ds.has_depth:
         raise ValueError(f"{data.source} stores no depth for camera {ds.camera_key!r}: nothing to probe against")
     return ds

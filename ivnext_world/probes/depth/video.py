@@ -1,9 +1,9 @@
 """Any robot video -> per-frame depth maps (PNG + one ``depth.npz``) and point clouds (``.ply``).
 
-The trained probe runs on each decoded frame (decord); depth is predicted at the video's own
-resolution, so the intrinsics are those of the video's pixels. Without calibration the documented
-default is a pinhole camera with a 60 degree horizontal field of view, square pixels and the
-principal point at the image centre (:func:`~.geometry.intrinsics_from_fov`); metric scale then
+The trained probe runs on each decoded frame (upright: rotation metadata applied); depth is
+predicted at the video's own resolution, so the intrinsics are those of the video's pixels. Without
+calibration the documented default is a pinhole camera with a 60 degree horizontal field of view,
+square pixels and the principal point at the image centre (:func:`~.geometry.intrinsics_from_fov`); metric scale then
 comes only from what the probe learned in simulation, so treat it as relative depth.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _colour(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def predict_video(
     probe_path: str | os.PathLike, video: str | os.PathLike, out_dir: str | os.PathLike, intrinsics=None,
     hfov_deg: float = DEFAULT_HFOV, every: int = 1, max_frames: int | None = None, chunk: int = 16,
-    write_clouds: bool = True, device: str = "cpu",
+    write_clouds: bool = True, device: str = "cpu", decoder: str = "auto",
 ) -> dict:
     """Write ``depth_%05d.png`` (colour-mapped, shared range), ``cloud_%05d.ply`` per used frame,
     ``depth.npz`` (``depth (N, H, W)`` metres, ``frame_index``, ``intrinsics``) and ``cloud_view.png``."""
@@ -73,13 +73,13 @@ def predict_video(
     from .train import load_depth_probe
 
     try:
-        reader = open_video(video)
+        reader = open_video(video, decoder)
     except BadInput as err:
         raise VideoDecodeError(f"cannot decode video {video}: {err.kind}: {err.detail}") from err
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     idx = np.arange(0, len(reader), every)[:max_frames]
-    h, w = reader[0].shape[:2] if len(idx) else (0, 0)
+    h, w = reader.info.shape if len(idx) else (0, 0)  # upright size, without decoding a frame
     K = resolve_intrinsics(len(idx), h, w, intrinsics, hfov_deg)
     probe, features, info = load_depth_probe(probe_path, device)
     out = Path(out_dir)

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from ivnext_world.data import TrajectoryDataset, VideoClipDataset
-from ivnext_world.data.failures import VideoLoadError
 from ivnext_world.data.lerobot import LeRobotDataset
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "lerobot"
@@ -28,10 +27,8 @@ _spec.loader.exec_module(F)
 # Measured with PyAV on these files: 37.0-38.8 dB (H.264), 37.3-40.6 dB (AV1); the neighbouring frame
 # scores ~13 dB (the square moves 4 px per frame).
 MIN_PSNR = 33.0
-NEEDS_AV1 = pytest.mark.xfail(strict=True, raises=VideoLoadError,
-                              reason="needs the PyAV fallback (i15-decode branch): decord 0.6 has no AV1 decoder")
 CODECS = [pytest.param("h264", id="h264"), pytest.param("av1", id="av1")]
-DECODE = [pytest.param("h264", id="h264"), pytest.param("av1", id="av1", marks=NEEDS_AV1)]
+DECODE = CODECS  # AV1 decodes through the per-file fallback to PyAV (decord 0.6 has no AV1 decoder)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

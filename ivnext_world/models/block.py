@@ -3,9 +3,14 @@
 Pre-norm block: ``x + ls1 * attn(norm1(x))``, ``x + ls2 * mlp(norm2(x))`` with RMSNorm, LayerScale
 (init 1e-5), drop path and a GELU MLP, built from timm's layers. The attention is ours rather than
 ``timm.layers.Attention`` for one reason: the paper's q/k RMSNorm normalises the full-width query
-and key (``RmsNorm(dim)``, as in the official weights, whose ``q_norm.weight`` has ``dim`` entries),
+and key (``RMSNorm(dim)``, as in the official weights, whose ``q_norm.weight`` has ``dim`` entries),
 whereas timm normalises each head separately. Attention runs through
 ``F.scaled_dot_product_attention`` and accepts an attention mask (block-causal world model).
+
+RMSNorm is PyTorch's ``nn.RMSNorm`` (``F.rms_norm``): one fused kernel on CUDA that inductor also
+fuses, where timm's ``RmsNorm`` runs five unfused ops with fp32 intermediates. Same formula
+(``x * rsqrt(mean(x^2) + eps) * weight``), same parameter name (``weight``), so checkpoints written
+with timm's norm load unchanged; under CUDA bf16 autocast both compute and return fp32.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from timm.layers import DropPath, LayerScale, Mlp, RmsNorm
+from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 
@@ -41,8 +46,8 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.q_norm = RmsNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = RmsNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = nn.RMSNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(dim, eps=1e-6) if qk_norm else nn.Identity()
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -104,12 +109,12 @@ class Block(nn.Module):
         act_layer: Callable[[], nn.Module] = nn.GELU,
     ):
         super().__init__()
-        self.norm1 = RmsNorm(dim, eps=1e-6)
+        self.norm1 = nn.RMSNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm,
                               attn_drop=attn_drop, proj_drop=proj_drop)
         self.ls1 = LayerScale(dim, init_values=init_values) if init_values else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = RmsNorm(dim, eps=1e-6)
+        self.norm2 = nn.RMSNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
         self.ls2 = LayerScale(dim, init_values=init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -78,8 +78,12 @@ class AdaLNMLPDenoiser(nn.Module):
         nn.init.zeros_(self.out.weight)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        c = self.time_embed(self.time_proj(t).to(x.dtype)) + self.cond_embed(cond)  # (M, W)
-        h = self.input_proj(x)  # (M, W)
+        c = self.time_embed(self.time_proj(t).float()) + self.cond_embed(cond)  # (M, W)
+        # The noisy input is projected in fp32 even under bf16 autocast: at the schedule's small
+        # noise levels the noise is below bf16's resolution of x_t. The product, and so the residual
+        # stream (fp32 + bf16 -> fp32), stays fp32; the blocks' matmuls run in the autocast dtype.
+        with torch.autocast(x.device.type, enabled=False):
+            h = self.input_proj(x.float())  # (M, W)
         for blk in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 h = torch.utils.checkpoint.checkpoint(blk, h, c, use_reentrant=False)
@@ -90,7 +94,11 @@ class AdaLNMLPDenoiser(nn.Module):
 
 
 def _select(cond: torch.Tensor, target: torch.Tensor | None, mask: torch.Tensor | None):
-    """Flatten ``(B, N, ...)`` to rows ``(M, ...)``, keeping only masked tokens when ``mask`` is given."""
+    """Flatten ``(B, N, ...)`` to rows ``(M, ...)``, keeping only masked tokens when ``mask`` is given.
+
+    Boolean indexing accepts any mask but reads the row count back to the host (a GPU sync, a graph
+    break under ``torch.compile``); training passes the masked rows already gathered instead
+    (``masking.gather_tokens`` with the known count), as :class:`~ivnext_world.pretrain.Stage1Objective` does."""
     if mask is not None:
         return cond[mask], (target[mask] if target is not None else None)
     return cond.reshape(-1, cond.shape[-1]), (target.reshape(-1, target.shape[-1]) if target is not None else None)
@@ -108,6 +116,10 @@ class DiffusionDecoder(nn.Module):
 
     ``loss(cond (B, N, C), target (B, N, P), mask (B, N))`` -> scalar epsilon-MSE over masked
     tokens; ``sample(cond (..., C))`` -> pixels ``(..., P)``.
+
+    Precision in training: the denoiser runs under the caller's autocast (bf16 matmuls on GPUs);
+    the forward process, the input projection, the residual stream and the loss stay fp32.
+    ``sample`` runs in fp32.
     """
 
     def __init__(
@@ -132,6 +144,9 @@ class DiffusionDecoder(nn.Module):
             num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
             prediction_type="epsilon", clip_sample=False,
         )
+        # The schedule's alpha-bar table as a buffer, so it moves with the module: diffusers'
+        # add_noise copies its CPU table to the GPU on every call (a blocking copy, i.e. a sync).
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
 
     def forward(self, cond, target, mask=None, generator=None) -> torch.Tensor:
         return self.loss(cond, target, mask, generator)
@@ -158,11 +173,19 @@ class DiffusionDecoder(nn.Module):
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],),
                           generator=generator, device=dev).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=dev, dtype=torch.float32).to(x0.device)
-        # fp32 even under bf16 autocast (as the official code): the small noise levels of the
-        # schedule are lost in bf16, and this MLP is cheap next to the transformer.
+        x_t = self.add_noise(x0, noise, t)
+        # The denoiser runs under the caller's autocast (bf16 on GPUs): it was ~70% of a Stage-1
+        # step in fp32. Its input projection stays fp32 (see AdaLNMLPDenoiser.forward).
+        eps = self.net(x_t, t, c)  # (M, P)
+        return F.mse_loss(eps.float(), noise)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """DDPM's forward process ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` for rows ``(M, P)``
+        and timesteps ``(M,)``: ``DDPMScheduler.add_noise``'s formula, on the module's device and always
+        in fp32 (the schedule's small noise levels are lost in bf16)."""
         with torch.autocast(device_type=x0.device.type, enabled=False):
-            x_t = self.scheduler.add_noise(x0.float(), noise, t)
-            return F.mse_loss(self.net(x_t, t, c.float()), noise)
+            ab = self.alphas_cumprod.float()[t].unsqueeze(-1)  # (M, 1)
+            return ab.sqrt() * x0.float() + (1 - ab).sqrt() * noise.float()
 
     def make_sampler(self, kind: Literal["ddim", "dpmsolver"] = "ddim"):
         """A fresh few-step diffusers sampler over the training schedule (multistep solvers keep state)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import RmsNorm
 from torch import nn
 
 
@@ -79,13 +78,13 @@ class PatchEmbed3D(nn.Module):
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.in_chans = in_chans
-        self.norm_before = RmsNorm(tubelet_size * patch_size * patch_size * in_chans, eps=1e-6)
+        self.norm_before = nn.RMSNorm(tubelet_size * patch_size * patch_size * in_chans, eps=1e-6)
         self.proj = nn.Conv3d(
             in_chans, embed_dim,
             kernel_size=(tubelet_size, patch_size, patch_size),
             stride=(tubelet_size, patch_size, patch_size),
         )
-        self.norm = RmsNorm(embed_dim, eps=1e-6)
+        self.norm = nn.RMSNorm(embed_dim, eps=1e-6)
 
     def grid(self, video_thw: tuple[int, int, int]) -> tuple[int, int, int]:
         return token_grid(video_thw, self.patch_size, self.tubelet_size)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from timm.layers import RmsNorm
 from torch import nn
 
 from ..masking import visible_indices
@@ -89,7 +88,7 @@ class Predictor(nn.Module):
                   init_values=init_values, drop_path=dpr[i])
             for i in range(depth)
         ])
-        self.norm = RmsNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
+        self.norm = nn.RMSNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
 
         self.apply(init_transformer_weights)
         rescale_block_outputs(self.blocks)
@@ -139,9 +138,9 @@ class Predictor(nn.Module):
         else:
             if tuple(mask.shape) != (b, n):
                 raise ValueError(f"mask must be (B, N)=({b}, {n}) for grid {grid}, got {tuple(mask.shape)}")
-            idx = visible_indices(mask)  # (B, N_vis)
-            if idx.shape[1] != vis.shape[1]:
-                raise ValueError(f"mask has {idx.shape[1]} visible tokens but the encoder gave {vis.shape[1]}")
+            # The visible count is the encoder's token count: nothing is read back from the device
+            # (a mask with another count fails the device-side assert in visible_indices).
+            idx = visible_indices(mask, vis.shape[1])  # (B, N_vis)
             full = self.mask_token.to(vis.dtype).expand(b, n, -1).clone()  # (B, N, D_pred)
             full.scatter_(1, idx.unsqueeze(-1).expand(-1, -1, vis.shape[-1]), vis)
 

@@ -132,11 +132,16 @@ class VideoViT(nn.Module):
         return {"cls_token", "pos_embed.pos_embed"}
 
     # ------------------------------------------------------------------ forward
-    def embed(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, video: torch.Tensor, mask: torch.Tensor | None = None, num_visible: int | None = None
+    ) -> torch.Tensor:
         """Patch-embed, add positions, drop masked tokens, prepend cls: ``(B, num_cls + N_vis, D)``.
 
         With a ``mask`` only the visible patches are embedded and only their rows of the position
         table are added; the result equals embedding all tokens and then dropping the masked ones.
+        ``num_visible``: the mask's visible count per row, if known (e.g.
+        :func:`~ivnext_world.masking.visible_count`); without it the count is read from the mask,
+        a device-to-host sync on a GPU and a graph break under ``torch.compile``.
         """
         b = video.shape[0]
         grid = self.token_grid(video.shape[2:])
@@ -148,14 +153,18 @@ class VideoViT(nn.Module):
             n = grid[0] * grid[1] * grid[2]
             if tuple(mask.shape) != (b, n):
                 raise ValueError(f"mask must be (B, N)={(b, n)}, got {tuple(mask.shape)}")
-            idx = visible_indices(mask)  # (B, N_vis)
+            idx = visible_indices(mask, num_visible)  # (B, N_vis)
             x = self.patch_embed(video, idx) + F.embedding(idx, pos_patch)  # (B, N_vis, D)
         cls = self.cls_token.expand(b, -1, -1) + pos[:, : self.num_prefix_tokens]
         return torch.cat([cls, x], dim=1)
 
-    def forward_features(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Tokens after the last block: ``(B, num_cls + N_vis, D)`` (no final norm, as in the paper)."""
-        x, _ = run_blocks(self.blocks, self.embed(video, mask), grad_checkpointing=self._ckpt())
+    def forward_features(
+        self, video: torch.Tensor, mask: torch.Tensor | None = None, num_visible: int | None = None
+    ) -> torch.Tensor:
+        """Tokens after the last block: ``(B, num_cls + N_vis, D)`` (no final norm, as in the paper).
+
+        ``num_visible``: see :meth:`embed`."""
+        x, _ = run_blocks(self.blocks, self.embed(video, mask, num_visible), grad_checkpointing=self._ckpt())
         return x
 
     def forward_intermediates(
@@ -166,6 +175,7 @@ class VideoViT(nn.Module):
         return_prefix_tokens: bool = False,
         intermediates_only: bool = False,
         stop_early: bool = False,
+        num_visible: int | None = None,
     ):
         """Outputs of chosen blocks (timm's interface, tokens only: ``NLC``).
 
@@ -175,6 +185,7 @@ class VideoViT(nn.Module):
             return_prefix_tokens: keep the cls tokens in each intermediate.
             intermediates_only: return only the list.
             stop_early: with ``intermediates_only``, skip the blocks after the last requested one.
+            num_visible: the mask's visible count per row, if known (see :meth:`embed`).
 
         Returns:
             ``(final, intermediates)`` with ``final (B, num_cls + N_vis, D)`` and each intermediate
@@ -183,7 +194,8 @@ class VideoViT(nn.Module):
         take = resolve_block_indices(len(self.blocks), indices)
         max_index = max(take)
         blocks = self.blocks[: max_index + 1] if (stop_early and intermediates_only) else self.blocks
-        x, kept = run_blocks(blocks, self.embed(video, mask), grad_checkpointing=self._ckpt(), take=set(take))
+        x, kept = run_blocks(blocks, self.embed(video, mask, num_visible), grad_checkpointing=self._ckpt(),
+                             take=set(take))
         # run_blocks keeps block outputs in block order; return them in the order asked for.
         by_index = dict(zip(sorted(set(take)), kept))
         inter = [by_index[i] for i in take]

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..masking import attention_guided_mask, gather_tokens, random_tube_mask, visible_indices
+from ..masking import (
+    attention_guided_mask, gather_tokens, masked_indices, random_tube_mask, visible_count, visible_indices,
+)
 from ..models import ImageTeacher, patchify
 from .epd import EPDModel, cosine_loss
 
@@ -60,12 +62,15 @@ class Stage1Objective:
             mask = attention_guided_mask(attn, cfg.mask_ratio, generator=generator)
         else:
             mask = random_tube_mask(b, grid, cfg.mask_ratio, generator=generator, device=video.device)
+        # Both masks keep a count fixed by the ratio: passing it on means no step reads the mask back
+        # to the host (a GPU sync each) and torch.compile sees static shapes.
+        n_vis = visible_count(grid, cfg.mask_ratio)
 
         metrics: dict[str, torch.Tensor] = {}
         loss = video.new_zeros(())
         n_align = model.num_align_layers if (tout is not None and cfg.w_middle) else 0
-        final, inter = enc.forward_intermediates(video, mask, indices=max(n_align, 1))
-        vis = visible_indices(mask)  # (B, N_vis)
+        final, inter = enc.forward_intermediates(video, mask, indices=max(n_align, 1), num_visible=n_vis)
+        vis = visible_indices(mask, n_vis)  # (B, N_vis)
 
         if n_align:
             if len(tout.hidden) < n_align:
@@ -93,7 +98,12 @@ class Stage1Objective:
         if model.decoder is not None and cfg.w_recon:
             pred = model.predictor(final, mask, grid).patches  # (B, N, D_pred)
             pixels = patchify(video, enc.patch_size, tub)  # (B, N, P), no per-patch normalisation
-            metrics["loss_recon"] = model.decoder.loss(pred, pixels.to(pred.dtype), mask, generator=generator)
+            # The decoder gets the masked rows gathered here rather than the mask: boolean indexing
+            # would read the row count back to the host. Same rows in the same order, same loss.
+            idx = masked_indices(mask, t_ * h_ * w_ - n_vis)  # (B, N_masked)
+            cond = gather_tokens(pred, idx).flatten(0, 1)  # (B * N_masked, D_pred)
+            target = gather_tokens(pixels, idx).flatten(0, 1)  # (B * N_masked, P)
+            metrics["loss_recon"] = model.decoder.loss(cond, target, generator=generator)
             loss = loss + cfg.w_recon * metrics["loss_recon"]
 
         if not metrics:

@@ -74,7 +74,10 @@ class LoopConfig:
     eps: float = 1e-6
     clip_grad: float = 5.0  # 0 disables
     precision: str = "auto"  # auto = bf16 autocast on GPUs that have bf16 (Ampere+), else fp32; or "fp32" / "bf16"
-    compile: bool = False
+    # TF32 tensor cores for the fp32 matmuls on CUDA (the parts autocast keeps in fp32, or every matmul
+    # with precision=fp32): ~8x the fp32 matmul rate at a 10-bit mantissa. No effect on the CPU.
+    tf32: bool = True
+    compile: bool = False  # torch.compile the repeated blocks in place (see compile_in_place)
     log_every: int = 10
     ckpt_every: int = 200
     keep_last: int = 2
@@ -100,6 +103,29 @@ class ObjectiveModule(torch.nn.Module):
 
     def forward(self, batch, generator: torch.Generator):
         return self.objective(self.model, batch, generator)
+
+
+def compile_in_place(*roots: torch.nn.Module, **compile_kwargs) -> list[torch.nn.Module]:
+    """``torch.compile`` what a training step runs, in place; returns the modules compiled.
+
+    Objectives call a model's parts and their methods (``model.encoder.forward_intermediates``,
+    ``model.decoder.loss``), which a ``torch.compile(model)`` wrapper returns uncompiled, and whole
+    objectives draw masks and noise from a ``torch.Generator``, which dynamo cannot trace. So every
+    element of a ``blocks`` ModuleList / Sequential under each root (the encoder's, predictor's and
+    diffusion decoder's blocks, a timm teacher's) is compiled where it sits (``nn.Module.compile``):
+    they carry nearly all the FLOPs, blocks of one shape share one graph (the compile time of one
+    block), any method that reaches them runs them compiled, and parameter names and state-dict keys
+    do not change. A root without blocks is compiled whole. ``compile_kwargs`` go to ``torch.compile``.
+    """
+    compiled: list[torch.nn.Module] = []
+    for root in roots:
+        found = [blk for name, m in root.named_modules() if name.rsplit(".", 1)[-1] == "blocks"
+                 and isinstance(m, (torch.nn.ModuleList, torch.nn.Sequential)) for blk in m]
+        for m in found or [root]:
+            if m._compiled_call_impl is None:  # compiling twice would nest the wrappers
+                m.compile(**compile_kwargs)
+                compiled.append(m)
+    return compiled
 
 
 def scaled_lr(base_lr: float, global_batch: int) -> float:
@@ -207,6 +233,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         )
+        if self.device.type == "cuda":  # process-wide; "high" = TF32 for fp32 matmuls, "highest" = IEEE fp32
+            torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")
         self.step = 0
         self.data_pos = {"epoch": 0, "sample": 0}
         self.nonfinite = 0
@@ -313,7 +341,10 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> list[dict[str, float]]:
         """Train until ``cfg.steps`` (or, for tests and preemption drills, ``stop_after`` more steps)."""
         self.maybe_resume()
-        model = torch.compile(self.model) if self.cfg.compile else self.model
+        if self.cfg.compile:  # in place, so the FSDP step (built around self.model) runs compiled too
+            frozen = [m for m in getattr(self.objective, "__dict__", {}).values() if isinstance(m, torch.nn.Module)]
+            compile_in_place(self.model, *frozen)
+        model = self.model
         if self.fsdp:
             step = self._fsdp_step
         elif self.world_size > 1:

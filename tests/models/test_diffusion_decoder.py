@@ -100,3 +100,42 @@ def test_linear_decoder_interface():
     loss.backward()
     assert dec.proj.weight.grad is not None
     assert dec.sample(cond, num_steps=3, scheduler="ddim").shape == (2, 6, P)
+
+
+def _trained_looking_decoder():
+    """A decoder whose zero-initialised layers (DiT/MAR init) have small weights, so every matmul
+    contributes to the output as after some training."""
+    dec = _decoder()
+    for m in dec.net.modules():
+        if isinstance(m, nn.Linear) and m.weight.abs().sum() == 0:
+            nn.init.normal_(m.weight, std=0.05)
+    return dec
+
+
+def test_forward_process_is_diffusers_add_noise():
+    dec = _decoder()
+    x0, noise = torch.randn(50, P), torch.randn(50, P)
+    t = torch.randint(0, 1000, (50,), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(dec.add_noise(x0, noise, t), dec.scheduler.add_noise(x0, noise, t))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the schedule stays fp32 under autocast
+        assert dec.add_noise(x0, noise, t).dtype == torch.float32
+    assert "alphas_cumprod" not in dec.state_dict()  # derived from the config, not a checkpoint entry
+
+
+def test_denoiser_matmuls_run_in_the_autocast_dtype():
+    dec = _trained_looking_decoder()
+    dtypes = {}
+    for name, m in dec.net.named_modules():
+        if isinstance(m, nn.Linear):
+            m.register_forward_hook(lambda mod, args, out, name=name: dtypes.__setitem__(name, out.dtype))
+    cond, target = torch.randn(64, 16), torch.randn(64, P)
+    fp32 = dec.loss(cond, target, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = dec.loss(cond, target, generator=torch.Generator().manual_seed(0))
+    # Every matmul in bf16 but the input projection of the noisy pixels (their small noise levels
+    # are below bf16's resolution); the loss itself is reduced in fp32.
+    assert dtypes.pop("input_proj") == torch.float32
+    linears = sum(isinstance(m, nn.Linear) for m in dec.net.modules())
+    assert len(dtypes) == linears - 1 and set(dtypes.values()) == {torch.bfloat16}, dtypes
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16)
+    torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=0)

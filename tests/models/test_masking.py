@@ -1,7 +1,10 @@
 """Mask generators: ratios, equal visible counts, tubes, determinism, attention preference."""
 
+import math
+
 import pytest
 import torch
+from _host_reads import HostReads  # tests/ is on sys.path (rootdir conftest)
 
 from ivnext_world import masking
 
@@ -78,3 +81,80 @@ def test_index_helpers():
     assert masking.gather_tokens(x, masking.visible_indices(mask)).squeeze(-1).tolist() == [[1, 3], [4, 5]]
     with pytest.raises(ValueError):
         masking.visible_indices(torch.tensor([[True, False], [False, False]]))
+
+
+def test_visible_indices_with_a_known_count():
+    mask = masking.random_tube_mask(3, GRID, 0.75, _gen())
+    k = masking.visible_count(GRID, 0.75)
+    assert k == 4 * 16
+    assert torch.equal(masking.visible_indices(mask, k), masking.visible_indices(mask))
+    assert torch.equal(masking.masked_indices(mask, N - k), masking.masked_indices(mask))
+    with HostReads() as reads:
+        masking.visible_indices(mask, k)
+    assert reads.total == 0  # without the count: the count itself is read back
+    with pytest.raises(ValueError, match="num_visible=63"):
+        masking.visible_indices(mask, k - 1)
+
+
+# V-JEPA's multi-block collator as this module sampled it before it moved to batched tensor ops
+# (sample by sample, try by try, reading every block position back to the host). The batched
+# sampler must draw masks with the same statistics.
+def _reference_multiblock(batch_size, grid, num_blocks, scale, generator, aspect_ratio=(0.75, 1.5), max_tries=20):
+    t, h, w = grid
+    r = torch.rand(2, generator=generator).tolist()
+    s = scale[0] + r[0] * (scale[1] - scale[0])
+    ar = aspect_ratio[0] + r[1] * (aspect_ratio[1] - aspect_ratio[0])
+    area = max(1, int(h * w * s))
+    bh, bw = min(h, max(1, round(math.sqrt(area * ar)))), min(w, max(1, round(math.sqrt(area / ar))))
+    spatial = torch.zeros(batch_size, h, w, dtype=torch.bool)
+    for i in range(batch_size):
+        for _ in range(max_tries):
+            m = torch.zeros(h, w, dtype=torch.bool)
+            tops = torch.randint(0, h - bh + 1, (num_blocks,), generator=generator).tolist()
+            lefts = torch.randint(0, w - bw + 1, (num_blocks,), generator=generator).tolist()
+            for top, left in zip(tops, lefts):
+                m[top:top + bh, left:left + bw] = True
+            if not m.all():
+                break
+        else:
+            m.view(-1)[int(torch.randint(0, h * w, (1,), generator=generator))] = False
+        spatial[i] = m
+    visible = ~spatial.reshape(batch_size, h * w)
+    scores = torch.rand(visible.shape, generator=generator).masked_fill(~visible, -1.0)
+    keep = torch.zeros_like(visible).scatter_(1, scores.topk(int(visible.sum(1).min()), 1).indices, True)
+    return (~keep).unsqueeze(1).expand(batch_size, t, h * w).reshape(batch_size, -1)
+
+
+def test_block_shape_is_the_collators_formula():
+    for h, w, scale, ar in [(16, 16, (0.15, 0.15), (0.75, 1.5)), (8, 10, (0.1, 0.9), (0.5, 2.0))]:
+        g = _gen()
+        for _ in range(300):
+            state = g.get_state()
+            bh, bw = masking._sample_block_shape(h, w, scale, ar, g, "cpu")
+            r = torch.rand(2, generator=torch.Generator().set_state(state)).tolist()
+            s, a = scale[0] + r[0] * (scale[1] - scale[0]), ar[0] + r[1] * (ar[1] - ar[0])
+            area = max(1, int(h * w * s))
+            assert (int(bh), int(bw)) == (min(h, max(1, round(math.sqrt(area * a)))),
+                                          min(w, max(1, round(math.sqrt(area / a)))))
+
+
+@pytest.mark.parametrize("num_blocks, scale", [(8, 0.15), (2, 0.7)])  # Stage 2's two views
+def test_multiblock_statistics_match_the_per_sample_collator(num_blocks, scale, one_torch_thread):
+    grid, batches = (1, 16, 16), 300  # tolerances below are ~4 standard errors of the difference
+    g_new, g_ref = _gen(1), _gen(2)
+    new = torch.cat([masking.multiblock_tube_mask(8, grid, num_blocks, scale, generator=g_new) for _ in range(batches)])
+    ref = torch.cat([_reference_multiblock(8, grid, num_blocks, (scale, scale), g_ref) for _ in range(batches)])
+    # Masked fraction (mean, spread over batches) and where in the frame tokens get masked.
+    frac_new, frac_ref = new.float().mean(1).view(batches, 8)[:, 0], ref.float().mean(1).view(batches, 8)[:, 0]
+    assert abs(frac_new.mean() - frac_ref.mean()) < 0.015
+    assert abs(frac_new.std() - frac_ref.std()) < 0.015
+    where_new, where_ref = new.float().mean(0).view(4, 4, 4, 4), ref.float().mean(0).view(4, 4, 4, 4)
+    torch.testing.assert_close(where_new.mean((1, 3)), where_ref.mean((1, 3)), rtol=0, atol=0.05)  # 4x4 regions
+
+
+def test_stage2_mask_sampling_reads_nothing_back():
+    # On a GPU each value read on the host is a sync: the per-sample sampler read ~50 for these 8.
+    with HostReads() as reads:
+        v1, v2 = masking.stage2_mask_views(8, GRID, _gen())
+    assert reads.total == 0, reads.reads
+    assert _is_tube(v1) and _is_tube(v2)

@@ -78,3 +78,12 @@ def test_other_grid_and_errors(predictor):
         predictor(tokens[:, :-1], mask, grid=grid)  # visible count disagrees with the mask
     with pytest.raises(ValueError):
         predictor(tokens, mask, grid=grid, extra_tokens=torch.randn(1, 2, 32))
+
+
+def test_masked_forward_traces_in_one_graph(predictor):
+    # The visible count comes from the tokens' shape: nothing is read back from the mask, so the
+    # whole masked forward is one graph (and on a GPU, no host sync).
+    mask = masking.random_tube_mask(2, GRID, 0.75, torch.Generator().manual_seed(0))
+    tokens = torch.randn(2, 4 + masking.visible_count(GRID, 0.75), 96)
+    compiled = torch.compile(predictor, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(tokens, mask).patches, predictor(tokens, mask).patches)

@@ -1,5 +1,7 @@
 """VideoViT encoder and its patch embedding: shapes, masking, intermediates, positions, registry, sizes."""
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -105,8 +107,9 @@ def test_tubelet_and_grad_checkpointing():
 
 
 def test_torch_compile_traces(encoder, video):
-    compiled = torch.compile(encoder, backend="eager")
-    torch.testing.assert_close(compiled.forward_features(video), encoder.forward_features(video))
+    # The method itself: torch.compile(encoder).forward_features would be the uncompiled method.
+    compiled = torch.compile(encoder.forward_features, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(video), encoder.forward_features(video))
 
 
 def test_timm_registry():
@@ -226,6 +229,51 @@ def test_masked_embed_on_interpolated_grid_and_gradients():
 
 
 def test_torch_compile_traces_masked(encoder, video):
+    # With the mask's visible count given, the masked encoder is one graph: no count read back.
     mask = masking.random_tube_mask(2, GRID, 0.75, torch.Generator().manual_seed(0))
-    compiled = torch.compile(encoder, backend="eager")
-    torch.testing.assert_close(compiled.forward_features(video, mask), encoder.forward_features(video, mask))
+    n_vis = masking.visible_count(GRID, 0.75)
+    compiled = torch.compile(encoder.forward_intermediates, backend="eager", fullgraph=True)
+    out, inter = compiled(video, mask, indices=2, num_visible=n_vis)
+    ref, ref_inter = encoder.forward_intermediates(video, mask, indices=2)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(inter, ref_inter)
+
+
+def test_rmsnorm_is_torchs_fused_op_and_equals_timms(encoder, video):
+    from timm.layers import RmsNorm as TimmRmsNorm
+    from torch.overrides import TorchFunctionMode
+
+    norms = {name: m for name, m in encoder.named_modules() if isinstance(m, torch.nn.RMSNorm)}
+    assert len(norms) == 2 + 4 * encoder.depth  # patch embedding (2), per block norm1, norm2, q, k
+    # The same computation as timm's unfused RmsNorm, in fp32 to 1e-6.
+    for dim in {m.normalized_shape[0] for m in norms.values()}:
+        ours = torch.nn.RMSNorm(dim, eps=1e-6)
+        torch.nn.init.normal_(ours.weight)
+        theirs = TimmRmsNorm(dim, eps=1e-6)
+        theirs.load_state_dict(ours.state_dict())  # same parameter name
+        x = 3 * torch.randn(64, dim)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-6)
+    # An encoder built with timm's norm has the same state-dict keys and outputs: checkpoints load.
+    old = copy.deepcopy(encoder)
+    for name, m in norms.items():
+        parent, _, attr = name.rpartition(".")
+        setattr(old.get_submodule(parent), attr, TimmRmsNorm(m.normalized_shape[0], eps=m.eps))
+    assert list(old.state_dict()) == list(encoder.state_dict())
+    old.load_state_dict(encoder.state_dict())
+    mask = masking.random_tube_mask(2, GRID, 0.5, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(encoder.forward_features(video, mask), old.forward_features(video, mask),
+                               rtol=1e-5, atol=1e-5)
+
+    class Calls(TorchFunctionMode):  # which functions the forward calls
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", ""))
+            return func(*args, **(kwargs or {}))
+
+    with Calls() as calls:
+        encoder.forward_features(video)
+    assert calls.names.count("rms_norm") >= len(norms) - 1  # norm_before is folded into the projection
+    assert "rsqrt" not in calls.names  # no hand-written norm left

@@ -1,6 +1,7 @@
 """Stage 1 and Stage 2 objectives: which parts get gradients, what the losses depend on, ablations."""
 import pytest
 import torch
+from _host_reads import HostReads  # tests/ is on sys.path (rootdir conftest)
 
 from ivnext_world.masking import masked_indices, stage2_mask_views
 from ivnext_world.models import ImageTeacher
@@ -141,3 +142,28 @@ def test_stage2_gradients_flow_to_student_only():
     assert all(p.grad is not None for p in model.latent_head.parameters())
     assert model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in frozen.parameters())
+
+
+@pytest.mark.parametrize("with_teacher", [True, False])  # attention-guided / random tube mask
+def test_stage1_step_reads_nothing_back(with_teacher):
+    # On a GPU every value read on the host waits for the device. The masks' visible count is fixed
+    # by the ratio, and the decoder gets gathered rows: the step's forward reads nothing (it read 8:
+    # three counts, three row-equality checks, two boolean-mask selections).
+    t = teacher() if with_teacher else None
+    model = build_epd(tiny_cfg(teacher_dim=t.embed_dim if t else None))
+    obj = Stage1Objective(Stage1Loss() if t else Stage1Loss(w_middle=0, w_final=0), t)
+    with HostReads() as reads:
+        loss, _ = obj(model, {"video": video()}, torch.Generator().manual_seed(0))
+    assert reads.total == 0, reads.reads
+    assert torch.isfinite(loss)
+
+
+def test_stage2_step_reads_only_the_cpu_masks_counts():
+    # The views are sampled on the CPU and their two visible counts read there (one tolist of a CPU
+    # tensor: no device sync on a GPU); nothing else is read. It read 37 values at batch 2.
+    model = build_epd(tiny_cfg(decoder="none", latent_head=True))
+    obj = Stage2Objective(FrozenEncoder(model.encoder))
+    with HostReads() as reads:
+        loss, _ = obj(model, {"video": video()}, torch.Generator().manual_seed(0))
+    assert dict(reads.reads) == {"Tensor.tolist": 1}
+    assert torch.isfinite(loss)

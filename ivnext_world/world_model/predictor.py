@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
-from timm.layers import RmsNorm
 from torch import nn
 
 from ..models.block import Block, init_transformer_weights, rescale_block_outputs
@@ -95,7 +94,7 @@ class ActionConditionedPredictor(nn.Module):
             Block(e, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.layer_scale or None, drop_path=dpr[i])
             for i in range(cfg.depth)
         )
-        self.norm = RmsNorm(e, eps=1e-6)
+        self.norm = nn.RMSNorm(e, eps=1e-6)  # fused, same formula and weight name as timm's RmsNorm
         self.output_proj = nn.Linear(e, cfg.enc_dim)
         if cfg.predict_proprio and not self.proprio_dim:
             raise ValueError("predict_proprio needs proprio tokens (proprio_dim)")

@@ -66,7 +66,8 @@ class EPDModel(nn.Module):
         patch_dim = 3 * cfg.tubelet_size * cfg.patch_size**2
         self.decoder: nn.Module | None = None
         if cfg.decoder == "diffusion":
-            self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth)
+            self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth,
+                                            grad_checkpointing=cfg.grad_checkpointing)
         elif cfg.decoder == "linear":
             self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim)
         self.align_heads: nn.ModuleList | None = None
@@ -77,6 +78,15 @@ class EPDModel(nn.Module):
             )
             self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
         self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute in backward, instead of storing, the activations of every stack a training step
+        runs: encoder and predictor blocks, the diffusion decoder's residual blocks."""
+        self.cfg.grad_checkpointing = enable
+        for part in (self.encoder, self.predictor, self.decoder):
+            if part is not None and hasattr(part, "set_grad_checkpointing"):
+                part.set_grad_checkpointing(enable)
 
     @property
     def num_align_layers(self) -> int:

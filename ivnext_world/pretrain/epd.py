@@ -74,7 +74,8 @@ class EPDModel(nn.Module):
         self.final_align_head: nn.Module | None = None
         if cfg.teacher_dim:
             self.align_heads = nn.ModuleList(
-                AlignmentHead(enc.embed_dim, cfg.teacher_dim) for _ in range(self.num_align_layers)
+                AlignmentHead(enc.embed_dim, cfg.teacher_dim, grad_checkpointing=cfg.grad_checkpointing)
+                for _ in range(self.num_align_layers)
             )
             self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
         self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
@@ -82,9 +83,10 @@ class EPDModel(nn.Module):
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute in backward, instead of storing, the activations of every stack a training step
-        runs: encoder and predictor blocks, the diffusion decoder's residual blocks."""
+        runs: encoder and predictor blocks, the diffusion decoder's residual blocks, the middle
+        alignment heads (one per aligned block, over every visible token)."""
         self.cfg.grad_checkpointing = enable
-        for part in (self.encoder, self.predictor, self.decoder):
+        for part in (self.encoder, self.predictor, self.decoder, *(self.align_heads or ())):
             if part is not None and hasattr(part, "set_grad_checkpointing"):
                 part.set_grad_checkpointing(enable)
 

@@ -26,7 +26,6 @@ import json
 import logging
 import weakref
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -355,9 +354,10 @@ def check_fits(mem: StepMemory, gpu: str, gpu_bytes: int, headroom: float = DEFA
     free = 1 - mem.total / gpu_bytes
     if free < headroom:
         raise MemoryCheckError(
-            f"{what}needs {mem.total / GIB:.1f} GiB per GPU ({mem.describe()}), which leaves {free:.0%} of the "
-            f"{gpu_bytes / GIB:.1f} GiB of a {gpu} free (at least {headroom:.0%} required): lower loop.batch_size, "
-            "set model.grad_checkpointing=true, or shard with loop.parallel=fsdp")
+            f"{what}needs {mem.total / GIB:.1f} GiB per GPU, but one {gpu} has {gpu_bytes / GIB:.1f} GiB and "
+            f"{headroom:.0%} must stay free ({(1 - headroom) * gpu_bytes / GIB:.1f} GiB usable): set "
+            "model.grad_checkpointing=true, lower loop.batch_size, or shard with loop.parallel=fsdp "
+            f"[{mem.describe()}]")
     return free
 
 
@@ -368,6 +368,51 @@ def describe_pretrain(cfg) -> str:
             f"batch {cfg.loop.batch_size}/GPU, {prec}, grad checkpointing {ckpt}")
 
 
-ESTIMATORS: dict[str, tuple[Callable[[Any, int], StepMemory], Callable[[Any], str]]] = {
-    "pretrain": (estimate_pretrain, describe_pretrain),
-}
+def _pretrain_key(cfg) -> str:
+    """What the memory of a pretraining step depends on (sweep tasks sharing it are measured once)."""
+    return json.dumps([cfg.stage, asdict(cfg.model), asdict(cfg.loss), cfg.teacher.model, cfg.teacher.num_layers,
+                       cfg.init_from, cfg.loop.batch_size, cfg.loop.precision, cfg.loop.parallel], sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    estimate: Callable[[Any, int], StepMemory]  # (job config, world size) -> per-GPU memory
+    describe: Callable[[Any], str]
+    key: Callable[[Any], str]
+
+
+# Jobs (by config name) whose per-GPU memory the launcher measures before submission.
+ESTIMATORS: dict[str, Estimator] = {"pretrain": Estimator(estimate_pretrain, describe_pretrain, _pretrain_key)}
+
+
+def check_job_memory(config_name: str, cfgs: Iterable[Any], launcher, log: Callable[[str], None] = print) -> list[StepMemory]:
+    """Measure the per-GPU memory of each distinct job config and refuse one that does not fit.
+
+    Applies to GPU launchers (``gpus_per_node > 0``); without ``launcher.gpu`` /
+    ``launcher.gpu_memory_gib`` the memory is printed but not checked. Raises
+    :class:`MemoryCheckError` naming the config, the measured bytes and the GPU.
+    """
+    if launcher.gpus_per_node == 0:
+        return []
+    est = ESTIMATORS.get(config_name)
+    if est is None:
+        log(f"memory: no estimator for {config_name!r} jobs; not checked")
+        return []
+    gpu = gpu_memory_bytes(launcher.gpu, launcher.gpu_memory_gib)
+    seen: dict[str, StepMemory] = {}
+    for cfg in cfgs:
+        key = est.key(cfg)
+        if key in seen:
+            continue
+        what = est.describe(cfg)
+        log(f"memory per GPU ({what}; {launcher.world_size} rank(s)), measured with FakeTensor as on a CUDA GPU:")
+        mem = seen[key] = est.estimate(cfg, launcher.world_size)
+        log(f"  {mem.describe()}")
+        for note in mem.notes:
+            log(f"  note: {note}")
+        if gpu is None:
+            log("  not checked: set launcher.gpu (e.g. h100_80gb) or launcher.gpu_memory_gib")
+            continue
+        free = check_fits(mem, gpu[0], gpu[1], launcher.memory_headroom, what=f"{what}: ")
+        log(f"  fits one {gpu[0]} ({gpu[1] / GIB:.1f} GiB) with {free:.0%} free (at least {launcher.memory_headroom:.0%} required)")
+    return list(seen.values())

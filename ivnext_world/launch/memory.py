@@ -262,17 +262,18 @@ class _UniformAttentionTeacher(_Pinned):
         return out
 
 
-def _stage1_model_config(cfg) -> dict:
-    """Stage 2 starts from the Stage-1 model: its stored config when ``init_from`` is readable."""
+def _stage1_model_config(cfg) -> tuple[dict, bool]:
+    """Stage 2 starts from the Stage-1 model: ``(its stored config, True)`` when ``init_from`` is
+    readable here, else ``(the job's model settings, False)``."""
     from ..pretrain.run import resolve_checkpoint
 
     if cfg.init_from:
         try:
             ckpt = resolve_checkpoint(cfg.init_from)
-            return json.loads((ckpt / "state.json").read_text())["extra"]["model"]
+            return json.loads((ckpt / "state.json").read_text())["extra"]["model"], True
         except (FileNotFoundError, KeyError, ValueError):
             pass
-    return asdict(cfg.model)
+    return asdict(cfg.model), False
 
 
 def pretrain_step_builder(cfg) -> tuple[Callable, Callable, list[str]]:
@@ -285,9 +286,9 @@ def pretrain_step_builder(cfg) -> tuple[Callable, Callable, list[str]]:
     notes: list[str] = []
     m = cfg.model
     if cfg.stage == 2:
-        stage1 = _stage1_model_config(cfg)
-        if not cfg.init_from or stage1 == asdict(cfg.model):
-            notes.append("Stage 2: model from the job's model.* settings (init_from not readable here)")
+        stage1, found = _stage1_model_config(cfg)
+        if not found:
+            notes.append("Stage 2: architecture from the job's model.* settings (no Stage-1 checkpoint readable at init_from)")
 
     def build():
         if cfg.stage == 1:

@@ -13,8 +13,9 @@ fake *CPU* step behave like a CUDA one; each is a context manager here:
   that CUDA or CPU autocast handles are replaced, for the duration, by kernels applying CUDA's
   policy (the op tables below; ``tests/launch/test_memory.py`` checks them against the CUDA
   autocast kernels PyTorch has registered and against a fake CUDA forward pass).
-- :func:`gpu_kernels`: ops whose kernel depends on the device run CUDA's. (1)
-  ``F.scaled_dot_product_attention`` runs the kernel CUDA would pick. On
+- :func:`gpu_kernels`: composite ops whose decomposition depends on the device run CUDA's (their
+  composite kernels are replaced at the dispatcher). (1) ``F.scaled_dot_product_attention`` runs
+  the kernel CUDA would pick. On
   a GPU, SDPA runs FlashAttention (bf16/fp16, no mask) or the memory-efficient kernel (fp32 or a
   mask); both save ``q, k, v, out`` and a float32 ``logsumexp`` for backward, never the
   ``L x L`` attention matrix. On fake CPU tensors SDPA could pick the math path, which does
@@ -25,9 +26,12 @@ fake *CPU* step behave like a CUDA one; each is a context manager here:
 - :func:`small_constants`: masks and indices are computed for real. A fake tensor has no values,
   so ``int(n)``, ``.tolist()`` and boolean indexing (data-dependent shapes) would fail. Random
   draws and constructors of small tensors (at most ``limit`` elements) are computed on real
-  tensors and become FakeTensor *constants*, which FakeTensorMode's constant propagation carries
-  through the small integer/bool arithmetic of masking; boolean indices that are constants are
-  turned into integer indices. Large tensors stay fake.
+  tensors and become FakeTensor *constants*; an op whose tensor inputs are all constants is
+  computed on their values (FakeTensorMode's own constant propagation stops at one element and
+  at views); a boolean index that is a constant becomes integer indices. The batch and every
+  tensor derived from it or from the weights stay fake. (The Stage-1 teacher's pooling
+  attention, which only decides *which* tokens are masked, is replaced by a uniform constant
+  in :mod:`~ivnext_world.launch.memory`.)
 """
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ from typing import Iterator
 
 import torch
 import torch._subclasses.fake_tensor as fake_tensor_module
-import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map, tree_map_only

@@ -203,7 +203,6 @@ def measure_step(
         data = batch()  # before small_constants: a batch is data, never a constant
         policy = cuda_autocast_policy() if precision is not None else contextlib.nullcontext()
         with small_constants(fake_mode), gpu_kernels(), policy, PeakMemory() as tracker:
-            start = 0
             for t in [*_module_tensors(model), *state, *_module_tensors(frozen)]:
                 tracker.add(t)
             start = tracker.live
@@ -216,8 +215,7 @@ def measure_step(
             mem.activations = tracker.live - start
             mem.peak_forward = tracker.peak
             tracker.reset_peak()
-            loss.backward()
-            del loss, data
+            loss.backward()  # the batch stays alive, as in Trainer's loop
             grads = [p for p in model.parameters() if p.grad is not None]
             if clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(grads, clip_grad)

@@ -5,7 +5,9 @@
 
 Files: ``config`` (launcher group schema and checks), ``jobs`` (the job table), ``distributed``
 (job environment -> torch.distributed), ``job`` (the requeueable submitit callable),
-``provenance`` (what a job folder records), ``launcher`` (submission, arrays), ``gather``.
+``provenance`` (what a job folder records), ``launcher`` (submission, arrays), ``gather``, ``memory``
+(a GPU job's per-GPU memory, measured on fake tensors before submission) and ``fake_gpu`` (what makes
+fake CPU tensors behave as on a CUDA GPU for that measurement).
 """
 from .config import LauncherConfig, LauncherConfigError, check, compose_launcher, parse_time_limit
 from .distributed import DistInfo, init_distributed

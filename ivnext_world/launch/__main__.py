@@ -5,6 +5,10 @@
     ivnext-launch gather /runs/lr
     ivnext-launch pretrain launcher=slurm ... --dry-run     # compose and check only, submit nothing
 
+A GPU job's per-GPU memory is measured before anything is submitted (FakeTensor, no GPU needed) and
+the job is refused when it does not fit the launcher's GPU (launcher.gpu) with launcher.memory_headroom
+to spare; --no-memory-check skips this.
+
 Overrides starting with ``launcher`` configure the launcher; the rest configure the job.
 Resuming: run the same command again (same ``out``): the job resumes from its newest checkpoint.
 """
@@ -27,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="append", default=[], metavar="'k=v k2=v2'", help="one array task per --sweep")
     p.add_argument("--sweep-dir", default=None, help="folder of the sweep (default: outputs/sweep/<job>)")
     p.add_argument("--wait", action="store_true", help="block until the job(s) end and print the results")
-    p.add_argument("--dry-run", action="store_true", help="compose and check the configs, submit nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compose and check the configs (including the per-GPU memory of a GPU job), submit nothing")
+    p.add_argument("--no-memory-check", action="store_true",
+                   help="skip measuring the per-GPU memory (it takes tens of seconds at paper scale)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
@@ -57,13 +64,19 @@ def _run(p: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str]) -> 
         spec, cfg, _ = L.prepare(a.job, job_ovr, lc)
         print(f"ok: {a.job} -> {cfg.out}; launcher {lc.kind}: {lc.nodes} node(s) x {lc.ntasks_per_node} task(s), "
               f"{lc.gpus_per_node} GPU(s)/node, time limit {lc.timeout_min} min")
+        if not a.no_memory_check:
+            from .memory import check_job_memory
+
+            check_job_memory(spec.config, [cfg], lc)
         return 0
     cmd = ["ivnext-launch", *argv]
+    check = not a.no_memory_check
     if a.sweep:
         sets = [shlex.split(s) for s in a.sweep]
-        launched = L.launch_array(a.job, sets, a.overrides, a.sweep_dir or f"outputs/sweep/{a.job}", argv=cmd)
+        launched = L.launch_array(a.job, sets, a.overrides, a.sweep_dir or f"outputs/sweep/{a.job}", argv=cmd,
+                                  check_memory=check)
     else:
-        launched = L.launch(a.job, a.overrides, argv=cmd)
+        launched = L.launch(a.job, a.overrides, argv=cmd, check_memory=check)
     for j, out in zip(launched.jobs, launched.outs):
         print(f"submitted {j.job_id}: job folder {out}")
     if a.wait or launched.results is not None:

@@ -39,6 +39,12 @@ class LauncherConfig:
     constraint: Optional[str] = None  # SLURM --constraint, e.g. "h100"
     node_cpus: Optional[int] = None  # what one node holds, for the pre-submission check (None = unchecked)
     node_gpus: Optional[int] = None
+    # The GPU of a node, for the pre-submission memory check (ivnext_world.launch.memory measures the
+    # job's per-GPU memory and refuses a job that does not fit): a name from memory.GPU_MEMORY_GIB
+    # (e.g. "h100_80gb") or, for any other GPU, its memory in GiB (wins over the name).
+    gpu: Optional[str] = None
+    gpu_memory_gib: Optional[float] = None
+    memory_headroom: float = 0.10  # fraction of GPU memory a job must leave free (allocator fragmentation)
     backend: str = "auto"  # torch.distributed backend: auto = nccl with GPUs, gloo on CPU
     max_requeues: int = 3  # preemptions/timeouts after which a job is not requeued again (submitit countdown)
     signal_delay_s: int = 120  # SIGUSR2 this long before the time limit: time to write a checkpoint
@@ -120,6 +126,15 @@ def check(cfg: LauncherConfig, distributed: bool = True) -> LauncherConfig:
         raise LauncherConfigError(f"launcher.nodes={cfg.nodes}: submitit_local runs on this machine only (nodes=1)")
     if not distributed and cfg.world_size > 1:
         raise LauncherConfigError(f"this job runs in a single process; launcher asks for {cfg.world_size} tasks")
+    if cfg.gpu is not None or cfg.gpu_memory_gib is not None:
+        from .memory import gpu_memory_bytes
+
+        try:
+            gpu_memory_bytes(cfg.gpu, cfg.gpu_memory_gib)
+        except ValueError as e:
+            raise LauncherConfigError(str(e)) from e
+    if not 0 <= cfg.memory_headroom < 1:
+        raise LauncherConfigError(f"launcher.memory_headroom={cfg.memory_headroom}: must be in [0, 1)")
     if cfg.backend not in ("auto", "gloo", "nccl"):
         raise LauncherConfigError(f"launcher.backend={cfg.backend!r}: must be auto, gloo or nccl")
     return cfg

@@ -22,6 +22,7 @@ from . import provenance
 from .config import LauncherConfig, check, compose_launcher
 from .job import TrainingJob
 from .jobs import JobSpec, job_spec
+from .memory import check_job_memory
 
 
 @dataclass
@@ -109,17 +110,24 @@ def submit(fn: Callable, cfgs: Sequence[Any], launcher: LauncherConfig, name: st
 
 
 def launch(job: str | JobSpec, overrides: Sequence[str] = (), launcher_overrides: Sequence[str] = (),
-           argv: Sequence[str] | None = None) -> Launched:
-    """One job. ``overrides`` may also hold ``launcher=...`` items (as on the command line)."""
+           argv: Sequence[str] | None = None, check_memory: bool = True) -> Launched:
+    """One job. ``overrides`` may also hold ``launcher=...`` items (as on the command line).
+
+    ``check_memory``: on a GPU launcher, measure the job's per-GPU memory first and refuse a job that
+    does not fit the launcher's GPU (:func:`ivnext_world.launch.memory.check_job_memory`).
+    """
     lau, job_ovr = split_overrides(list(launcher_overrides) + list(overrides))
     lc = compose_launcher(lau)
     spec, cfg, fn = prepare(job, job_ovr, lc)
+    if check_memory:
+        check_job_memory(spec.config, [cfg], lc)
     folder = Path(lc.folder) if lc.folder else Path(cfg.out) / "submitit"
     return submit(fn, [cfg], lc, spec.config, folder, argv)
 
 
 def launch_array(job: str | JobSpec, sweep: Sequence[Sequence[str]], overrides: Sequence[str] = (),
-                 sweep_dir: str | Path = "outputs/sweep", argv: Sequence[str] | None = None) -> Launched:
+                 sweep_dir: str | Path = "outputs/sweep", argv: Sequence[str] | None = None,
+                 check_memory: bool = True) -> Launched:
     """One array job: task ``i`` runs with ``overrides + sweep[i]``; its ``out`` defaults to ``sweep_dir/task_<i>``."""
     if not sweep:
         raise ValueError("a sweep needs at least one override set")
@@ -137,6 +145,8 @@ def launch_array(job: str | JobSpec, sweep: Sequence[Sequence[str]], overrides: 
         spec, cfg, fn = prepare(job, ovr, lc)
         cfgs.append(cfg)
         sets.append(list(extra))
+    if check_memory:
+        check_job_memory(spec.config, cfgs, lc)
     return submit_array(fn, cfgs, sets, lc, sweep_dir, spec.config, argv)
 
 

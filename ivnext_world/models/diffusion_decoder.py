@@ -151,6 +151,12 @@ class DiffusionDecoder(nn.Module):
     def forward(self, cond, target, mask=None, generator=None) -> torch.Tensor:
         return self.loss(cond, target, mask, generator)
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each residual block in backward instead of keeping its fp32 activations
+        (about 10 ``(M, width)`` tensors per block: the largest part of a Stage-1 step at Base scale)."""
+        self.net.grad_checkpointing = enable
+
     def loss(
         self,
         cond: torch.Tensor,

@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from timm.layers import Mlp
 from torch import nn
 
@@ -85,12 +86,23 @@ class AlignmentHead(nn.Module):
     the attention-pooled output (final alignment).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, grad_checkpointing: bool = False):
         super().__init__()
         self.mlp = Mlp(in_dim, hidden_features=hidden_dim or in_dim, out_features=out_dim, act_layer=nn.GELU)
         self.norm = nn.LayerNorm(out_dim)
+        self.grad_checkpointing = grad_checkpointing
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the head in backward: Stage 1 runs six of them over every visible token."""
+        self.grad_checkpointing = enable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.norm(self.mlp(x)), dim=-1)
 
 

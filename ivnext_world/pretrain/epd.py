@@ -80,14 +80,16 @@ class EPDModel(nn.Module):
         patch_dim = 3 * cfg.tubelet_size * cfg.patch_size**2
         self.decoder: nn.Module | None = None
         if cfg.decoder == "diffusion":
-            self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth)
+            self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth,
+                                            grad_checkpointing=cfg.grad_checkpointing)
         elif cfg.decoder == "linear":
             self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim)
         self.align_heads: nn.ModuleList | None = None
         self.final_align_head: nn.Module | None = None
         if cfg.teacher_dim:
             self.align_heads = nn.ModuleList(
-                AlignmentHead(enc.embed_dim, cfg.teacher_dim) for _ in range(self.num_align_layers)
+                AlignmentHead(enc.embed_dim, cfg.teacher_dim, grad_checkpointing=cfg.grad_checkpointing)
+                for _ in range(self.num_align_layers)
             )
             self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
         self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
@@ -108,6 +110,16 @@ class EPDModel(nn.Module):
         cfg.predictor_text_config = pred.config_dict()
         cfg.predictor_dim, cfg.predictor_heads = pred.embed_dim, pred.num_heads
         return pred
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute in backward, instead of storing, the activations of every stack a training step
+        runs: encoder and predictor blocks, the diffusion decoder's residual blocks, the middle
+        alignment heads (one per aligned block, over every visible token)."""
+        self.cfg.grad_checkpointing = enable
+        for part in (self.encoder, self.predictor, self.decoder, *(self.align_heads or ())):
+            if part is not None and hasattr(part, "set_grad_checkpointing"):
+                part.set_grad_checkpointing(enable)
 
     @property
     def num_align_layers(self) -> int:

@@ -119,6 +119,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         ckpt = resolve_checkpoint(cfg.init_from)
         stage1_extra = json.loads((ckpt / "state.json").read_text())["extra"]
         model, frozen = stage2_from_stage1(str(ckpt / "model.safetensors"), stage1_extra["model"])
+        # The architecture comes from Stage 1; gradient checkpointing is this job's choice.
+        model.set_grad_checkpointing(cfg.model.grad_checkpointing)
         objective = Stage2Objective(frozen)
         teacher_info = {"stage1_checkpoint": str(ckpt), "stage1_teacher": stage1_extra.get("teacher", {})}
     else:

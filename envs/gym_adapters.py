@@ -212,8 +212,6 @@ class GymAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         self.spec_ = spec = self._with_defaults(AdapterSpec.coerce(spec), env)
         what = f"{self.env_id} adapter"
         self._rgb = Source.parse(spec.rgb, f"{what} rgb")
-        if self._rgb.kind not in ("render", "camera", "obs", "call", "info", "sim"):
-            raise ValueError(f"{what}: rgb source {spec.rgb!r} cannot give an image")
         if self._rgb.kind == "render" and getattr(env, "render_mode", None) != "rgb_array":
             raise ValueError(f"{what}: rgb=render needs the env made with render_mode='rgb_array' "
                              f"(it has render_mode={getattr(env, 'render_mode', None)!r}); use make_gym_env")
@@ -301,8 +299,10 @@ class GymAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         return CameraRig(model, camera, width=self.width, height=self.height)
 
     def _infer_space(self) -> spaces.Dict:
-        """Shapes of the optional entries and of ``proprio`` from one probe observation, unless every
-        proprio source is a key of the observation space (no reset needed then)."""
+        """The observation space. ``proprio``'s size comes from the observation space and the simulator
+        when every proprio source is an observation key or a simulator attribute; otherwise (``info``
+        or function sources) from one probe ``reset()`` here, which draws from the env's RNG as any
+        unseeded reset does (a seeded reset starts over)."""
         static = self._static_proprio_dim()
         if static is not None:
             dim, present = static, set(self._optional)

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 from _env_helpers import SIZE
 from envs.adapter_spec import AdapterSpec
-from envs.gym_adapters import GymAdapter, Source, _fit_intrinsics, _crop_resize, make_gym_env
+from envs.gym_adapters import Source, _crop_resize, _fit_intrinsics, make_gym_env
 
 CHECK_ENV_NOISE = ".*(infinity|different from the unwrapped|symmetric|Box observation|precision).*"
 

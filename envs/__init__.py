@@ -19,6 +19,10 @@ Every id returns the same observation dictionary (``envs.spaces``): ``rgb``, met
     import gymnasium, envs
     env = gymnasium.make(envs.TASKS["push"], width=128, height=128)
     policy = envs.experts.ExpertPolicy(env, noise_std=0.1, rng=0)
+
+Any other gymnasium id gets the same dictionary through ``envs.make_gym_env(id, kwargs, adapter,
+image_size)`` (``envs.gym_adapters``; settings in ``envs.adapter_spec``), e.g. gym-pusht's PushT
+(``envs.pusht``).
 """
 
 import importlib
@@ -60,10 +64,11 @@ _register()
 _LAZY = {
     "CameraRig": "envs.camera", "FreeCamera": "envs.camera",
     "ReachEnv": "envs.reach", "PushEnv": "envs.push", "TabletopEnv": "envs.tabletop",
-    "CameraObservationAdapter": "envs.gym_adapters",
+    "CameraObservationAdapter": "envs.gym_adapters", "GymAdapter": "envs.gym_adapters",
+    "make_gym_env": "envs.gym_adapters", "AdapterSpec": "envs.adapter_spec",
     "ExpertPolicy": "envs.experts", "RandomPolicy": "envs.experts",
 }
-_SUBMODULES = {"camera", "spaces", "tabletop", "reach", "push", "experts", "gym_adapters"}
+_SUBMODULES = {"camera", "spaces", "tabletop", "reach", "push", "experts", "gym_adapters", "adapter_spec", "pusht"}
 
 __all__ = ["TASKS", *_LAZY, *sorted(_SUBMODULES)]
 

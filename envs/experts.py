@@ -1,5 +1,5 @@
-"""Policies that generate demonstrations and exploration data: a noisy scripted expert and a
-uniform random policy. Both are callables ``policy(obs) -> action`` (float32, inside the env's
+"""Policies that generate demonstrations and exploration data: a noisy scripted expert, a uniform
+random policy and a smooth random walk. Both are callables ``policy(obs) -> action`` (float32, inside the env's
 action space) and draw all randomness from their own ``numpy.random.Generator``, so a dataset is
 reproducible from (env seed, policy seed)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-__all__ = ["ExpertPolicy", "RandomPolicy"]
+__all__ = ["ExpertPolicy", "RandomPolicy", "RandomWalkPolicy"]
 
 
 def _box(env: gymnasium.Env) -> gymnasium.spaces.Box:
@@ -65,3 +65,38 @@ class RandomPolicy:
 
     def __call__(self, obs=None) -> np.ndarray:
         return self.rng.uniform(self.space.low, self.space.high).astype(np.float32)
+
+
+class RandomWalkPolicy:
+    """Smooth random actions: a random walk in the (bounded) Box action space.
+
+    The first action is uniform in the box; each later one adds Gaussian noise of ``step_std`` x the
+    box's range per dimension and is clipped to the box. For position-target actions (gym-pusht's
+    PushT: where the agent should go) this moves the agent along smooth random paths, the kind of
+    exploratory data DINO-WM-style world models train on; uniform actions would make it jump.
+
+    Args:
+        env: any env with a bounded Box action space.
+        step_std: standard deviation of each step, as a fraction of the action range.
+        rng: a ``numpy.random.Generator`` or a seed for one.
+    """
+
+    def __init__(self, env: gymnasium.Env, step_std: float = 0.05,
+                 rng: np.random.Generator | int | None = None):
+        self.space = _box(env)
+        if not self.space.is_bounded():
+            raise ValueError(f"RandomWalkPolicy needs a bounded action space, got {self.space}")
+        if step_std <= 0:
+            raise ValueError(f"step_std must be > 0, got {step_std}")
+        self.step_std = float(step_std)
+        self.rng = np.random.default_rng(rng)
+        self._last: np.ndarray | None = None
+
+    def __call__(self, obs=None) -> np.ndarray:
+        low, high = self.space.low.astype(np.float64), self.space.high.astype(np.float64)
+        if self._last is None:
+            a = self.rng.uniform(low, high)
+        else:
+            a = np.clip(self._last + self.rng.normal(0.0, self.step_std * (high - low)), low, high)
+        self._last = a
+        return a.astype(np.float32)

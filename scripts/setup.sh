@@ -38,6 +38,6 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 echo "[setup] pip install (torch is served from local disk on these machines; ~2-4 min the first time)"
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,torchcodec]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev,torchcodec,pusht]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 echo "$want" > "$stamp"
 echo "[setup] done"

@@ -1,6 +1,7 @@
 """``ivnext-plan-eval``: success rate of latent planners and baselines in simulation (``configs/plan_eval.yaml``).
 
     ivnext-plan-eval world_model=outputs/world_model task=reach episodes=20 methods=[cem,mppi,random,expert]
+    ivnext-plan-eval world_model=outputs/wm_pusht env.id=gym_pusht/PushT-v0 image_size=96 methods=[cem,random]
 
 Writes ``<out>/results.json``, ``results.md``, ``success_vs_budget.png`` (with ``sweep.values``) and
 episode videos.

@@ -8,7 +8,11 @@ from typing import Sequence
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import CollectConfig, EnvConfig, PolicyConfig, PolicyKind, Task
+from .schema import AdapterSpec, CollectConfig, EnvConfig, GymEnvConfig, PolicyConfig, PolicyKind, Task, env_name
+
+# `${ivnext.env_name:${env.task},${env.id}}` in default output folders (registered once per process).
+if not OmegaConf.has_resolver("ivnext.env_name"):
+    OmegaConf.register_new_resolver("ivnext.env_name", env_name)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -35,7 +39,11 @@ def register_configs(*names: str) -> None:
     """Register schema dataclasses as ``<name>_schema`` for the ``defaults`` lists of the YAML files."""
     cs = ConfigStore.instance()
     for name in names or tuple(_SCHEMAS):
-        cs.store(name=f"{name}_schema", node=schema_of(name))
+        node = OmegaConf.structured(schema_of(name))
+        # Free-form dicts (gymnasium kwargs, encoder kwargs) take `key={a: 1}` overrides on the command
+        # line too: hydra composes in struct mode, which would otherwise ask for `+key=...`.
+        _open_free_dicts(node)
+        cs.store(name=f"{name}_schema", node=node)
 
 
 def load_config(name: str, overrides: Sequence[str] = ()):
@@ -78,7 +86,9 @@ def _open_free_dicts(node: DictConfig) -> None:
 
 
 __all__ = [
+    "AdapterSpec",
     "CONFIG_DIR",
+    "GymEnvConfig",
     "CollectConfig",
     "EnvConfig",
     "PolicyConfig",

@@ -1,13 +1,15 @@
 """Success-rate evaluation of latent planners (and baselines, and BC policies) in the simulator.
 
 For each of ``episodes`` seeded episodes (env seed ``seed + i``), the goal image is rendered from
-the episode's own goal configuration (``render_goal``), every method runs the episode from the
-same reset, and success = the task's success criterion was met at some step within the time limit
+the episode's own goal configuration (``render_goal``: built-in tasks, or the adapter's ``goal``
+function of an ``env.id`` env), every method runs the episode from the same reset, and success = the
+task's success criterion was met at some step within the time limit
 (the episode stops there when ``stop_on_success``: planning is the expensive part). Writes
 ``results.json``, ``results.md``, a success-vs-planning-budget plot and a few episode videos
 (observation | goal | what the world model imagines at the end of the current plan).
 
     ivnext-plan-eval world_model=outputs/world_model task=reach episodes=20 methods=[cem,mppi,random,expert]
+    ivnext-plan-eval world_model=outputs/wm_pusht env.id=gym_pusht/PushT-v0 image_size=64 methods=[cem,random]
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..config.schema import Task
+from ..config.schema import GymEnvConfig, Task
 from .agent import ObjectiveConfig, PlanningAgent
 from .cem import CEMConfig
 from .gradient import GradientConfig
@@ -48,6 +50,9 @@ class SweepConfig:
 class PlanEvalConfig:
     world_model: str = "outputs/world_model"  # world-model run folder (WorldModel.load)
     task: Task = Task.reach
+    # Any gymnasium id instead of `task` (env.id, env.kwargs, env.adapter as in ivnext-collect); the
+    # adapter needs a goal function (env.adapter.goal) for the goal image, and a success source.
+    env: GymEnvConfig = field(default_factory=GymEnvConfig)
     episodes: int = 10
     seed: int = 1000  # episode i resets with seed + i; keep clear of the training data's seeds
     image_size: int = 128  # as the world model's training data
@@ -85,7 +90,18 @@ class PlanEvalConfig:
 def make_env(cfg: PlanEvalConfig):
     from ..sim.collection import make_env as _make
 
-    return _make(cfg.task, cfg.image_size, cfg.max_episode_steps)
+    return _make(cfg.task, cfg.image_size, cfg.max_episode_steps, env_id=cfg.env.id, kwargs=cfg.env.kwargs,
+                 adapter=cfg.env.adapter)
+
+
+def _render_goal(env) -> dict:
+    try:
+        render_goal = env.get_wrapper_attr("render_goal")
+    except AttributeError:
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise ValueError(f"{name} has no goal image for goal-conditioned planning: set env.adapter.goal="
+                         "package.module:function (function(adapter) -> goal observation dict)") from None
+    return render_goal()
 
 
 def build_agent(cfg: PlanEvalConfig, wm, name: str, env, overrides: dict | None = None) -> PlanningAgent:
@@ -101,9 +117,9 @@ def build_agent(cfg: PlanEvalConfig, wm, name: str, env, overrides: dict | None 
 
 def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) -> dict:
     obs, info = env.reset(seed=seed)
-    goal = env.get_wrapper_attr("render_goal")()
+    goal = _render_goal(env)
     policy.reset(goal["rgb"], goal.get("proprio"))
-    success, steps, t0 = bool(info["is_success"]), 0, time.perf_counter()
+    success, steps, t0 = bool(info.get("is_success", False)), 0, time.perf_counter()
     truncated = terminated = False
     while not (terminated or truncated) and not (success and stop_on_success):
         action = policy(obs)
@@ -111,11 +127,11 @@ def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) ->
             recorder.add(obs["rgb"], goal["rgb"], policy)
         obs, _, terminated, truncated, info = env.step(action)
         steps += 1
-        success = success or bool(info["is_success"])
+        success = success or bool(info.get("is_success", False))
     if recorder is not None:
         recorder.add(obs["rgb"], goal["rgb"], policy)
     dt = time.perf_counter() - t0
-    return {"seed": seed, "success": success, "steps": steps, "final_distance": float(info["distance"]),
+    return {"seed": seed, "success": success, "steps": steps, "final_distance": float(info.get("distance", np.nan)),
             "sec_per_action": dt / max(steps, 1), "plans": getattr(policy, "num_plans", 0)}
 
 
@@ -175,7 +191,8 @@ def run_plan_eval(cfg: PlanEvalConfig) -> dict:
     env = make_env(cfg)
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
     view = ImaginedView.build(wm, cfg.video_view, cfg.bank_frames, cfg.world_model) if wm is not None else None
-    results: dict = {"task": str(cfg.task), "episodes": cfg.episodes, "seeds": seeds,
+    results: dict = {"task": cfg.env.id or str(cfg.task), "episodes": cfg.episodes, "seeds": seeds,
+                     "distance_unit": "m" if cfg.env.id is None else "info['distance'] of the env",
                      "success": "criterion met at any step within the time limit",
                      "world_model": world_model_budget(cfg.world_model) if wm is not None else None,
                      "config": _plain(asdict(cfg)), "methods": {}, "videos": []}

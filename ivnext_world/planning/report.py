@@ -116,7 +116,7 @@ def write_reports(results: dict, out: Path) -> None:
         lines += [f"World model: `{wm.get('run')}`, {wm.get('step')} steps, batch {wm.get('batch_size')}, "
                   f"{wm.get('num_episodes')} episodes / {wm.get('frames')} frames of `{wm.get('data')}`, pool {wm.get('pool')}, "
                   f"frame skip {wm.get('frame_skip', 1)}.", ""]
-    lines += ["| method | success | episodes | mean final distance (m) | mean steps | s / action |",
+    lines += [f"| method | success | episodes | mean final distance ({results.get('distance_unit', 'm')}) | mean steps | s / action |",
               "|---|---|---|---|---|---|"]
     for name, m in results["methods"].items():
         lines.append(f"| {name} | {m['success_rate']:.0%} ({m['successes']}/{m['episodes']}) | {m['episodes']} | "

@@ -22,3 +22,13 @@ def backproject(depth: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarra
     cam = rays * depth[..., None].astype(np.float64)  # (H, W, 3), z = depth
     cam_to_world = np.linalg.inv(extrinsics.astype(np.float64))
     return cam @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
+
+
+# Adapter functions for tests/envs/test_byo_adapter.py (InvertedPendulum-v5: a 0.6 m pole on a cart,
+# qpos = [cart x, pole angle]), loaded by name as "_env_helpers:upright_info" etc.
+def upright_info(adapter, info: dict) -> dict:
+    return {"upright": bool(abs(adapter.env.unwrapped.data.qpos[1]) < 0.2)}
+
+
+def tip_height(adapter, obs, info: dict) -> float:
+    return float(0.6 * np.cos(adapter.env.unwrapped.data.qpos[1]))

@@ -1,0 +1,167 @@
+"""PushT (gym-pusht's ``gym_pusht/PushT-v0``) through ``GymAdapter``: preset, task info and goals.
+
+gym-pusht (the optional extra ``pip install 'ivnext_world[pusht]'``) simulates the PushT benchmark of
+Diffusion Policy and DINO-WM with pymunk and draws it with pygame (offscreen: no display needed,
+``envs.gym_adapters`` sets ``SDL_VIDEODRIVER=dummy`` when there is none). Facts of gym-pusht 0.1.8:
+
+* **Board**: 512 x 512 pixel units, walls at 5 and 506. A disk agent (radius 15) pushes a T-shaped
+  block (two 120 x 30 and 30 x 90 bars). The goal region is the T drawn in light green at the fixed
+  pose ``(256, 256, pi/4)`` (x, y, angle in rad).
+* **Action**: ``Box(0, 512, (2,), float32)``, the absolute target position of the agent in pixels;
+  a PD controller (kp 100, kd 20) drives the agent towards it for 10 physics steps of 10 ms, so one
+  env step is 0.1 s (10 Hz, ``render_fps`` 10).
+* **Observation types** (``obs_type`` kwarg): ``state`` (5,) ``[agent_x, agent_y, block_x, block_y,
+  block_angle]``; ``environment_state_agent_pos`` (16 T keypoints + agent position); ``pixels``
+  (H, W, 3) uint8; ``pixels_agent_pos`` (pixels + ``agent_pos``). Images are ``observation_width``
+  x ``observation_height`` (96 by default) and show no action marker (``render()`` draws one, at
+  680 px, so the preset never uses it).
+* **Success**: ``info["is_success"]`` = coverage of the goal T by the block > 0.95, and the episode
+  terminates then. Reward = ``clip(coverage / 0.95, 0, 1)``. Time limit 300 steps. ``reset`` draws
+  agent xy in [50, 450), block xy in [100, 400) and angle in [-pi, pi) from the env's seeded RNG.
+
+The preset (``PRESET``): ``obs_type=pixels_agent_pos`` at the adapter's image size; ``rgb`` =
+``obs.pixels``; ``proprio`` = ``[agent_x, agent_y, agent_vx, agent_vy]`` (pixels, pixels/s: DINO-WM's
+PushT proprio with velocity); ``info`` gains ``coverage``, ``pos_error`` (block to goal centre, px),
+``angle_error`` (rad) and ``distance`` = ``pos_error``; ground truth ``agent_pos`` (2,) and
+``block_pose`` (3,) per step; goal = ``goal_pose`` below.
+
+Goals for goal-conditioned planning (``env.adapter.goal``):
+
+* ``envs.pusht:goal_pose`` (default): the env's own goal, rendered: the block on the goal T, the
+  agent where it is now. Pairs with PushT's own success criterion (coverage > 0.95).
+* ``envs.pusht:rollout_goal`` (DINO-WM's protocol, with random actions instead of a held-out
+  dataset segment): the state reached from the episode's start after ``steps`` env steps of a
+  smooth random walk of the target; set ``env.adapter.success=envs.pusht:goal_state_reached`` and
+  ``env.adapter.distance=envs.pusht:goal_state_distance`` with it (DINO-WM's ``eval_state``: agent and
+  block positions within 20 px in norm, block angle within pi/9).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.adapter_spec import AdapterSpec
+from envs.gym_adapters import GymAdapter, Preset
+
+__all__ = ["PRESET", "goal_pose", "goal_state_distance", "goal_state_reached", "pusht_state", "rollout_goal",
+           "task_info"]
+
+ID = "gym_pusht/PushT-v0"
+GOAL_POS_TOL, GOAL_ANGLE_TOL = 20.0, np.pi / 9  # DINO-WM's PushT eval_state
+
+
+def _wrap(angle):
+    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
+
+
+def pusht_state(sim) -> np.ndarray:
+    """``[agent_x, agent_y, block_x, block_y, block_angle]`` (5,) of a ``PushTEnv`` (angle unwrapped)."""
+    return np.array([*sim.agent.position, *sim.block.position, sim.block.angle], dtype=np.float64)
+
+
+def task_info(adapter: GymAdapter, info: dict) -> dict:
+    """``coverage`` (also at reset, where gym-pusht leaves it out), ``pos_error`` (px), ``angle_error``
+    (rad, in [0, pi]) of the block against the goal pose, and ``distance`` = ``pos_error``."""
+    sim = adapter.env.unwrapped
+    block, goal = np.asarray(info["block_pose"], float), np.asarray(info["goal_pose"], float)
+    pos_error = float(np.linalg.norm(block[:2] - goal[:2]))
+    coverage = info["coverage"] if "coverage" in info else float(sim._get_coverage())
+    return {"coverage": float(coverage), "pos_error": pos_error,
+            "angle_error": float(np.abs(_wrap(block[2] - goal[2]))), "distance": pos_error}
+
+
+def _scratch(adapter: GymAdapter):
+    """A second ``PushTEnv`` with the live env's settings, for rendering states without touching the
+    episode (kept on the adapter)."""
+    scratch = getattr(adapter, "_pusht_scratch", None)
+    if scratch is None:
+        sim = adapter.env.unwrapped
+        scratch = type(sim)(obs_type=sim.obs_type, render_mode="rgb_array", block_cog=sim.block_cog,
+                            damping=sim.damping, observation_width=sim.observation_width,
+                            observation_height=sim.observation_height)
+        adapter._pusht_scratch = scratch
+    return scratch
+
+
+def render_state(adapter: GymAdapter, agent_xy, block_pose) -> dict[str, np.ndarray]:
+    """Observation dictionary of the board with the agent at ``agent_xy`` (at rest) and the block at
+    ``block_pose`` = (x, y, angle); the live episode is not touched (a scratch env draws it)."""
+    scratch = _scratch(adapter)
+    scratch.reset(seed=0)  # builds the pymunk space; the state is set below
+    scratch.agent.position = tuple(float(v) for v in agent_xy)
+    scratch.agent.velocity = (0.0, 0.0)
+    # Angle first, then position: the block's origin then lands exactly on block_pose[:2] (setting the
+    # angle rotates about the centre of gravity, which is not the origin of the T).
+    scratch.block.angle = float(block_pose[2])
+    scratch.block.position = (float(block_pose[0]), float(block_pose[1]))
+    for body in (scratch.agent, scratch.block):  # shapes' world vertices follow the bodies for drawing
+        scratch.space.reindex_shapes_for_body(body)
+    info = scratch._get_info()
+    return adapter.observe(scratch.get_obs(), info, sim=scratch)
+
+
+def goal_pose(adapter: GymAdapter) -> dict[str, np.ndarray]:
+    """The env's goal: the block on the goal T (``goal_pose``), the agent where it is now."""
+    sim = adapter.env.unwrapped
+    return render_state(adapter, sim.agent.position, sim.goal_pose)
+
+
+def rollout_goal(adapter: GymAdapter, steps: int = 25, step_std: float = 0.05) -> dict[str, np.ndarray]:
+    """DINO-WM's goal protocol with random actions: from the episode's start state, move the target
+    ``steps`` env steps on a random walk (start: the agent's position; each step adds Gaussian noise of
+    ``step_std`` x the action range, clipped to the board; seeded by the episode's seed), and take
+    the state reached as the goal (stored in ``adapter.goal_state`` for ``goal_state_reached``). The
+    episode is then reset again with the same seed and options, so it starts exactly as before
+    (gym-pusht is deterministic). DINO-WM replays 25 env steps (5 planning steps x frameskip 5) of
+    a held-out dataset trajectory instead of a random walk."""
+    reset = adapter.last_reset
+    if reset is None or reset["seed"] is None:
+        raise ValueError("rollout_goal needs an episode started with reset(seed=...)")
+    env, sim = adapter.env, adapter.env.unwrapped
+    space = env.action_space
+    rng = np.random.default_rng([int(reset["seed"]), 0x601])
+    target = np.asarray(sim.agent.position, dtype=np.float64)
+    obs = info = None
+    for _ in range(steps):
+        target = np.clip(target + rng.normal(0.0, step_std * (space.high - space.low)), space.low, space.high)
+        obs, _, terminated, truncated, info = env.step(target.astype(space.dtype))
+        if terminated or truncated:
+            break
+    if obs is None:
+        raise ValueError(f"rollout_goal needs steps >= 1, got {steps}")
+    goal = adapter.observe(obs, info)
+    state = pusht_state(sim)
+    env.reset(seed=reset["seed"], options=reset["options"])
+    adapter.goal_state = state
+    return goal
+
+
+def _state_errors(adapter: GymAdapter, info: dict) -> tuple[float, float] | None:
+    if adapter.goal_state is None:
+        return None
+    cur = np.r_[np.asarray(info["pos_agent"], float), np.asarray(info["block_pose"], float)]
+    goal = np.asarray(adapter.goal_state, float)
+    return float(np.linalg.norm(cur[:4] - goal[:4])), float(np.abs(_wrap(cur[4] - goal[4])))
+
+
+def goal_state_reached(adapter: GymAdapter, obs, info: dict) -> bool:
+    """DINO-WM's PushT success: agent and block positions within 20 px (norm of the 4-vector) and the
+    block angle within pi/9 of ``adapter.goal_state``; False before a goal state is set."""
+    errors = _state_errors(adapter, info)
+    return errors is not None and errors[0] < GOAL_POS_TOL and errors[1] < GOAL_ANGLE_TOL
+
+
+def goal_state_distance(adapter: GymAdapter, obs, info: dict) -> float:
+    """Norm of the agent and block position errors (px) against ``adapter.goal_state`` (NaN before one)."""
+    errors = _state_errors(adapter, info)
+    return float("nan") if errors is None else errors[0]
+
+
+PRESET = Preset(
+    AdapterSpec(rgb="obs.pixels", proprio=["obs.agent_pos", "info.vel_agent"], info="envs.pusht:task_info",
+                success="info.is_success", distance="info.distance", goal="envs.pusht:goal_pose",
+                ground_truth={"agent_pos": "info.pos_agent", "block_pose": "info.block_pose"},
+                description="push the T-shaped block onto the green goal T"),
+    kwargs=lambda w, h: {"obs_type": "pixels_agent_pos", "observation_width": w, "observation_height": h},
+    requires="'ivnext_world[pusht]' (gym-pusht)",
+)

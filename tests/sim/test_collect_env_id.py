@@ -27,7 +27,7 @@ def test_a_gymnasium_mujoco_env_by_id_uses_its_preset_camera_and_expert(tmp_path
     a, b = LeRobotDataset(by_id.out), LeRobotDataset(builtin.out)
     for ep in (0, 1):
         ta, tb = a.episode_table(ep), b.episode_table(ep)
-        for col in ("action", "observation.state", "observation.ee_pos", "observation.images.scene.intrinsics"):
+        for col in ("action", "observation.state", "ground_truth.ee_pos", "camera.scene.intrinsics"):
             np.testing.assert_array_equal(ta[col], tb[col])
         np.testing.assert_array_equal(a.depth(ep, "observation.images.scene"), b.depth(ep, "observation.images.scene"))
     assert by_id.task == "Reacher-v5" and by_id.success_rate is not None
@@ -39,7 +39,7 @@ def test_a_mujoco_env_without_preset_renders_rgb_and_has_no_success_criterion(tm
     ds = LeRobotDataset(summary.out)
     info = json.loads((tmp_path / "d" / "meta" / "info.json").read_text())
     assert info["fps"] == 25 and info["depth_features"] == {} and info["robot_type"] == "InvertedPendulum-v5"
-    assert "observation.images.scene.intrinsics" not in info["features"]  # no camera source: none stored
+    assert "camera.scene.intrinsics" not in info["features"]  # no camera source: none stored
     assert ds.episode_table(0)["observation.state"].shape[1] == 4  # the flat observation: qpos, qvel
     assert summary.success_rate is None  # no criterion: not reported as 0%
     assert ds.task(0) == "gymnasium InvertedPendulum-v5"
@@ -61,8 +61,8 @@ def test_pusht_collection_is_seeded_and_stores_its_ground_truth(tmp_path, pusht_
     info = json.loads((tmp_path / "pusht" / "meta" / "info.json").read_text())
     assert info["fps"] == 10 and info["features"]["observation.images.scene"]["shape"] == [64, 64, 3]
     table = ds.episode_table(1)
-    assert table["observation.state"].shape == (10, 4) and table["observation.block_pose"].shape == (10, 3)
-    np.testing.assert_array_equal(table["observation.state"][:, :2], table["observation.agent_pos"])
+    assert table["observation.state"].shape == (10, 4) and table["ground_truth.block_pose"].shape == (10, 3)
+    np.testing.assert_array_equal(table["observation.state"][:, :2], table["ground_truth.agent_pos"])
     assert np.all((table["action"] >= 0) & (table["action"] <= 512))
     # Random-walk targets: consecutive actions are close (uniform ones would jump ~200 px).
     assert np.abs(np.diff(table["action"], axis=0)).mean() < 80

@@ -107,7 +107,7 @@ def test_state_probe_reads_pusht_ground_truth(pusht_data, pusht_wm):
 
     cfg, _ = pusht_wm
     epd, _ = load_epd(Path(cfg.encoder))
-    res = state_probe(epd.encoder, pusht_data, [0, 1, 2], [3], targets=("observation.agent_pos", "observation.block_pose"))
+    res = state_probe(epd.encoder, pusht_data, [0, 1, 2], [3], targets=("ground_truth.agent_pos", "ground_truth.block_pose"))
     frames_per_episode = STEPS // epd.encoder.tubelet_size
     assert (res.train_frames, res.test_frames) == (3 * frames_per_episode, frames_per_episode)
     assert len(res.r2_per_output) == 5 and np.isfinite(res.r2)  # agent x, y and block x, y, angle

@@ -6,7 +6,8 @@
 # as MAE/VideoMAE-style recipes warm up ~5% of the run. The peak lr is 1e-3 x 1024/256 = 4e-3 for a
 # model trained from scratch; configs/pretrain.yaml's 30 steps (sized for its 300-step CPU demo)
 # would reach it before AdamW's second moments (beta2 0.98, a ~50-step memory) have settled.
-# Memory (measured by --dry-run): 26 GiB per H100 with grad checkpointing; 103 GiB without, which does not fit.
+# Memory (measured by --dry-run, bench/bench_memory.py): 24.5 GiB per H100 with grad checkpointing; 86 GiB
+# without, which does not fit an 80 GB H100.
 set -euo pipefail
 STEPS="${STEPS:-100000}"
 WARMUP="${WARMUP:-$((STEPS / 20))}"

@@ -25,6 +25,8 @@ test-fast: setup     ## skip tests marked slow
 bench: setup         ## benchmarks: print numbers, assert nothing
 	$(PY) bench/bench_envs.py
 	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_decode.py
 	$(PY) bench/bench_pretrain.py
 	$(PY) bench/bench_rollout.py
 	$(PY) bench/bench_planning.py
+	$(PY) bench/bench_memory.py

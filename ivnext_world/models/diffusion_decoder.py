@@ -309,9 +309,11 @@ class DiffusionDecoder(nn.Module):
 def _posterior_tables(scheduler: DDPMScheduler) -> dict[str, torch.Tensor]:
     """Per-timestep tables of the DDPM posterior ``q(x_{t-1} | x_t, x0)`` from diffusers' schedule:
     mean coefficients of ``x0`` and ``x_t`` and the log-variance (clipped at ``t = 0``), plus
-    ``log(beta_t)``. Computed in float64 (the cosine schedule's first betas are ~1e-5), stored fp32."""
+    ``log(beta_t)``. Computed in float64 from the betas (the cosine schedule's first betas are ~1e-5:
+    ``1 - alpha_bar`` of diffusers' float32 table is off by ~0.1% there, and at ``t = 0`` the mean's
+    coefficient of ``x0`` must be exactly 1), stored fp32."""
     betas = scheduler.betas.double()
-    abar = scheduler.alphas_cumprod.double()
+    abar = torch.cumprod(1 - betas, dim=0)
     abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
     post_var = betas * (1 - abar_prev) / (1 - abar)  # 0 at t = 0
     return {

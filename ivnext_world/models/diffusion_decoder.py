@@ -8,13 +8,24 @@ loss" (Li et al., 2024). Paper's best: 6 AdaLN residual blocks, width 1536 (D6W1
 Noise schedule and samplers come from diffusers: training noises with
 ``DDPMScheduler(1000 steps, squaredcos_cap_v2, epsilon)``; :meth:`DiffusionDecoder.sample` runs
 ``DDIMScheduler`` or ``DPMSolverMultistepScheduler`` built ``from_config`` of the same schedule in
-a few steps. The paper's learned-variance term is not modelled: we predict epsilon only.
+a few steps, or ancestral ``DDPMScheduler`` sampling.
+
+Learned variance (``learn_sigma=True``, the official recipe, as in MAR and improved DDPM): the
+denoiser outputs ``2P`` values per token, epsilon and ``v`` in [-1, 1] (untied: any real), which
+interpolates the reverse-step log-variance between the posterior's (clipped) and ``beta_t``
+(diffusers' ``variance_type="learned_range"``). The loss is the epsilon MSE plus the variational
+bound term of that step in bits (KL of the true posterior to the model's Gaussian; at ``t = 0`` the
+discretised-Gaussian decoder NLL), with the mean's gradient stopped in the bound so it trains the
+variance only. Ancestral DDPM sampling (``scheduler="ddpm"``) uses the learned variance; the
+few-step DDIM / DPM-Solver samplers are deterministic given the initial noise and use epsilon only
+(the variance output is ignored there). ``learn_sigma=False``: epsilon only (our earlier recipe).
 
 :class:`LinearPixelDecoder` is the paper's "linear decoder" ablation with the same interface.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -23,8 +34,9 @@ import torch.utils.checkpoint
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
+from torch.distributions import Normal
 
-from .patch_embed import patchify, unpatchify  # re-exported: they define the decoder targets
+from .patch_embed import check_pixel_order, patchify, unpatchify  # re-exported: they define the decoder targets
 
 __all__ = ["AdaLNMLPDenoiser", "DiffusionDecoder", "LinearPixelDecoder", "patchify", "unpatchify"]
 
@@ -44,7 +56,7 @@ class AdaLNResBlock(nn.Module):
 
 
 class AdaLNMLPDenoiser(nn.Module):
-    """MLP denoiser: ``(x_t (M, P), t (M,), cond (M, C)) -> eps (M, P)``.
+    """MLP denoiser: ``(x_t (M, P), t (M,), cond (M, C)) -> eps (M, P)`` (or ``(M, out_dim)``).
 
     The condition is ``TimestepEmbedding(Timesteps(t)) + Linear(cond)``, fed to every block by AdaLN.
     Modulations and the output layer start at zero (DiT/MAR init), so training starts from the
@@ -52,7 +64,7 @@ class AdaLNMLPDenoiser(nn.Module):
     """
 
     def __init__(self, in_dim: int, cond_dim: int, width: int = 1536, depth: int = 6,
-                 grad_checkpointing: bool = False):
+                 grad_checkpointing: bool = False, out_dim: int | None = None):
         super().__init__()
         self.grad_checkpointing = grad_checkpointing
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -62,7 +74,7 @@ class AdaLNMLPDenoiser(nn.Module):
         self.blocks = nn.ModuleList([AdaLNResBlock(width) for _ in range(depth)])
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out = nn.Linear(width, in_dim)
+        self.out = nn.Linear(width, out_dim or in_dim)  # 2 * in_dim with a learned variance
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -113,9 +125,16 @@ class DiffusionDecoder(nn.Module):
         width, depth: denoiser shape (paper's best: 1536, 6).
         batch_mul: MAR's trick of drawing several (t, noise) pairs per token per step (official: 1).
         sample_steps: default number of sampler steps.
+        learn_sigma: also predict the reverse-step variance (epsilon MSE + variational bound; the
+            official recipe); False: epsilon MSE only.
+        pixel_order: layout of the pixel vectors this decoder is trained on and samples
+            (``"cthw"`` official channel-first, ``"thwc"`` channel-last; see ``patch_embed.patchify``).
+            The MLP treats the ``P`` values as a flat vector, so the two orders train identically
+            up to a permutation of the input and output rows; the order matters for reading the
+            samples back (``unpatchify(..., order=decoder.pixel_order)``) and official weights.
 
-    ``loss(cond (B, N, C), target (B, N, P), mask (B, N))`` -> scalar epsilon-MSE over masked
-    tokens; ``sample(cond (..., C))`` -> pixels ``(..., P)``.
+    ``loss(cond (B, N, C), target (B, N, P), mask (B, N))`` -> scalar loss over masked tokens;
+    ``sample(cond (..., C))`` -> pixels ``(..., P)`` in ``pixel_order``.
 
     Precision in training: the denoiser runs under the caller's autocast (bf16 matmuls on GPUs);
     the forward process, the input projection, the residual stream and the loss stay fp32.
@@ -133,12 +152,17 @@ class DiffusionDecoder(nn.Module):
         batch_mul: int = 1,
         sample_steps: int = 20,
         grad_checkpointing: bool = False,
+        learn_sigma: bool = False,
+        pixel_order: str = "thwc",
     ):
         super().__init__()
         self.patch_dim = patch_dim
         self.batch_mul = batch_mul
         self.sample_steps = sample_steps
-        self.net = AdaLNMLPDenoiser(patch_dim, cond_dim, width, depth, grad_checkpointing)
+        self.learn_sigma = learn_sigma
+        self.pixel_order = check_pixel_order(pixel_order)
+        self.net = AdaLNMLPDenoiser(patch_dim, cond_dim, width, depth, grad_checkpointing,
+                                    out_dim=2 * patch_dim if learn_sigma else patch_dim)
         # clip_sample=False: ImageNet-normalised pixels exceed [-1, 1]; samplers inherit this config.
         self.scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
@@ -147,6 +171,9 @@ class DiffusionDecoder(nn.Module):
         # The schedule's alpha-bar table as a buffer, so it moves with the module: diffusers'
         # add_noise copies its CPU table to the GPU on every call (a blocking copy, i.e. a sync).
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+        if learn_sigma:
+            for name, table in _posterior_tables(self.scheduler).items():
+                self.register_buffer(name, table, persistent=False)
 
     def forward(self, cond, target, mask=None, generator=None) -> torch.Tensor:
         return self.loss(cond, target, mask, generator)
@@ -164,11 +191,11 @@ class DiffusionDecoder(nn.Module):
         mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Epsilon-prediction MSE.
+        """Epsilon-prediction MSE, plus the variational bound term with ``learn_sigma``.
 
         Args:
             cond: ``(B, N, C)`` predictor outputs (or already-selected rows ``(M, C)`` with mask None).
-            target: ``(B, N, P)`` patch pixels (from ``patchify``), aligned with ``cond``.
+            target: ``(B, N, P)`` patch pixels (from ``patchify`` in ``pixel_order``), aligned with ``cond``.
             mask: bool ``(B, N)``, True = masked; the loss covers masked tokens only. None = all.
             generator: optional, for reproducible timesteps and noise.
         """
@@ -179,11 +206,51 @@ class DiffusionDecoder(nn.Module):
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],),
                           generator=generator, device=dev).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=dev, dtype=torch.float32).to(x0.device)
+        terms = self.loss_terms(c, x0, noise, t)
+        return terms["mse"].mean() if "vlb" not in terms else (terms["mse"] + terms["vlb"]).mean()
+
+    def loss_terms(self, c: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> dict:
+        """Per-row loss terms for given timesteps and noise: ``mse`` ``(M,)`` (mean over the ``P`` pixels)
+        and, with ``learn_sigma``, ``vlb`` ``(M,)`` in bits per pixel (the official weighting: the
+        two are summed unscaled).
+
+        Shapes: ``c (M, C)``, ``x0 (M, P)``, ``noise (M, P)``, ``t (M,)`` long.
+        """
         x_t = self.add_noise(x0, noise, t)
         # The denoiser runs under the caller's autocast (bf16 on GPUs): it was ~70% of a Stage-1
         # step in fp32. Its input projection stays fp32 (see AdaLNMLPDenoiser.forward).
-        eps = self.net(x_t, t, c)  # (M, P)
-        return F.mse_loss(eps.float(), noise)
+        out = self.net(x_t, t, c).float()  # (M, P) or (M, 2P)
+        eps, v = (out[:, :self.patch_dim], out[:, self.patch_dim:]) if self.learn_sigma else (out, None)
+        terms = {"mse": (eps - noise.float()).square().mean(-1)}
+        if v is not None:
+            with torch.autocast(device_type=x0.device.type, enabled=False):
+                # Stop-gradient on the mean (improved DDPM): the bound trains the variance only.
+                terms["vlb"] = self._vlb_bits(x0.float(), x_t, t, eps.detach(), v)
+        return terms
+
+    def model_log_variance(self, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Log-variance of the reverse step at ``t (M,)`` from the variance output ``v (M, P)``:
+        ``frac * log(beta_t) + (1 - frac) * log(posterior variance_t)``, ``frac = (v + 1) / 2``
+        (diffusers' ``learned_range``; the posterior's is clipped at ``t = 0`` to its ``t = 1`` value, as
+        improved DDPM does, where diffusers uses ``log(1e-20)``: ancestral sampling adds no noise there)."""
+        frac = (v.float() + 1) / 2
+        return frac * self.log_betas[t].unsqueeze(-1) + (1 - frac) * self.posterior_log_var[t].unsqueeze(-1)
+
+    def _vlb_bits(self, x0, x_t, t, eps, v) -> torch.Tensor:
+        """The bound's term for step ``t`` per row, bits per pixel: ``KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t))``,
+        at ``t = 0`` the decoder NLL ``-log p(x0 | x_1)`` instead."""
+        ab = self.alphas_cumprod[t].unsqueeze(-1)  # (M, 1)
+        c1, c2 = self.posterior_coef_x0[t].unsqueeze(-1), self.posterior_coef_xt[t].unsqueeze(-1)
+        x0_pred = (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+        model_mean, true_mean = c1 * x0_pred + c2 * x_t, c1 * x0 + c2 * x_t
+        model_logvar = self.model_log_variance(t, v)
+        true_logvar = self.posterior_log_var[t].unsqueeze(-1).expand_as(x0)
+        kl = torch.distributions.kl_divergence(
+            Normal(true_mean, (0.5 * true_logvar).exp(), validate_args=False),
+            Normal(model_mean, (0.5 * model_logvar).exp(), validate_args=False),
+        )  # (M, P) nats
+        nll = _discretised_gaussian_nll(x0, model_mean, model_logvar)
+        return torch.where((t == 0).unsqueeze(-1), nll, kl).mean(-1) / math.log(2.0)
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """DDPM's forward process ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` for rows ``(M, P)``
@@ -193,8 +260,16 @@ class DiffusionDecoder(nn.Module):
             ab = self.alphas_cumprod.float()[t].unsqueeze(-1)  # (M, 1)
             return ab.sqrt() * x0.float() + (1 - ab).sqrt() * noise.float()
 
-    def make_sampler(self, kind: Literal["ddim", "dpmsolver"] = "ddim"):
-        """A fresh few-step diffusers sampler over the training schedule (multistep solvers keep state)."""
+    def make_sampler(self, kind: Literal["ddim", "dpmsolver", "ddpm"] = "ddim"):
+        """A fresh diffusers sampler over the training schedule (multistep solvers keep state).
+
+        ``ddpm``: ancestral sampling, with the learned variance (``learned_range``) when the decoder
+        learns it, else the posterior variance (``fixed_small``); noisy, so it wants more steps."""
+        if kind == "ddpm":
+            return DDPMScheduler.from_config(
+                self.scheduler.config, timestep_spacing="trailing",
+                variance_type="learned_range" if self.learn_sigma else "fixed_small",
+            )
         if kind == "ddim":
             # "trailing" spacing starts at the last training step, which matters with few steps.
             return DDIMScheduler.from_config(self.scheduler.config, timestep_spacing="trailing")
@@ -203,21 +278,22 @@ class DiffusionDecoder(nn.Module):
             return DPMSolverMultistepScheduler.from_config(
                 self.scheduler.config, timestep_spacing="trailing", lambda_min_clipped=-5.1
             )
-        raise ValueError(f"scheduler must be 'ddim' or 'dpmsolver', got {kind!r}")
+        raise ValueError(f"scheduler must be 'ddim', 'dpmsolver' or 'ddpm', got {kind!r}")
 
     @torch.no_grad()
     def sample(
         self,
         cond: torch.Tensor,
         num_steps: int | None = None,
-        scheduler: Literal["ddim", "dpmsolver"] = "ddim",
+        scheduler: Literal["ddim", "dpmsolver", "ddpm"] = "ddim",
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """Generate pixels for every token of ``cond (..., C)`` -> ``(..., P)``.
+        """Generate pixels for every token of ``cond (..., C)`` -> ``(..., P)`` (in ``pixel_order``).
 
         Deterministic given ``generator`` (DDIM with eta=0 and DPM-Solver++ only draw the initial
-        noise). ``temperature`` scales the initial noise. Runs and returns float32.
+        noise, and use the epsilon output alone; DDPM draws each step's noise from it too, with the
+        learned variance if any). ``temperature`` scales the initial noise. Runs and returns float32.
         """
         lead = cond.shape[:-1]
         c = cond.reshape(-1, cond.shape[-1]).float()
@@ -228,9 +304,45 @@ class DiffusionDecoder(nn.Module):
         x = x * sched.init_noise_sigma * temperature
         with torch.autocast(device_type=c.device.type, enabled=False):
             for t in sched.timesteps:
-                eps = self.net(sched.scale_model_input(x, t), t.expand(c.shape[0]), c)
-                x = sched.step(eps, t, x).prev_sample
+                out = self.net(sched.scale_model_input(x, t), t.expand(c.shape[0]), c)  # (M, P) or (M, 2P)
+                if scheduler == "ddpm":  # DDPMScheduler splits off the variance output itself
+                    x = sched.step(out, t, x, generator=generator).prev_sample
+                else:
+                    x = sched.step(out[:, :self.patch_dim], t, x).prev_sample
         return x.reshape(*lead, self.patch_dim)
+
+
+def _posterior_tables(scheduler: DDPMScheduler) -> dict[str, torch.Tensor]:
+    """Per-timestep tables of the DDPM posterior ``q(x_{t-1} | x_t, x0)`` from diffusers' schedule:
+    mean coefficients of ``x0`` and ``x_t`` and the log-variance (clipped at ``t = 0``), plus
+    ``log(beta_t)``. Computed in float64 from the betas (the cosine schedule's first betas are ~1e-5:
+    ``1 - alpha_bar`` of diffusers' float32 table is off by ~0.1% there, and at ``t = 0`` the mean's
+    coefficient of ``x0`` must be exactly 1), stored fp32."""
+    betas = scheduler.betas.double()
+    abar = torch.cumprod(1 - betas, dim=0)
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    post_var = betas * (1 - abar_prev) / (1 - abar)  # 0 at t = 0
+    return {
+        "posterior_log_var": torch.cat([post_var[1:2], post_var[1:]]).log().float(),
+        "posterior_coef_x0": (betas * abar_prev.sqrt() / (1 - abar)).float(),
+        "posterior_coef_xt": ((1 - abar_prev) * (1 - betas).sqrt() / (1 - abar)).float(),
+        "log_betas": betas.log().float(),
+    }
+
+
+def _discretised_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``-log P(x)`` in nats, elementwise, of ``N(mean, exp(log_var))`` integrated over a bin of width 2/255
+    around ``x``, with open-ended bins beyond +-0.999: improved DDPM's decoder for 8-bit data in [-1, 1].
+
+    The official code applies it unchanged to ImageNet-normalised pixels (about [-2.1, 2.6]), so most
+    values fall in the open-ended edge bins; kept as is for fidelity (it only scores ``t = 0``, one
+    timestep in 1000). Uses the exact normal CDF (``torch.special``), not the tanh approximation."""
+    inv_std = torch.exp(-0.5 * log_var)
+    upper, lower = (x - mean + 1 / 255) * inv_std, (x - mean - 1 / 255) * inv_std
+    log_cdf_upper = torch.special.log_ndtr(upper)  # bin (-inf, x + 1/255]
+    log_sf_lower = torch.special.log_ndtr(-lower)  # bin [x - 1/255, inf)
+    log_mid = torch.log((torch.special.ndtr(upper) - torch.special.ndtr(lower)).clamp(min=1e-12))
+    return -torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_sf_lower, log_mid))
 
 
 class LinearPixelDecoder(nn.Module):
@@ -239,9 +351,10 @@ class LinearPixelDecoder(nn.Module):
     Same interface as :class:`DiffusionDecoder` (``loss``, ``sample``); ``sample`` is deterministic.
     """
 
-    def __init__(self, cond_dim: int, patch_dim: int = 3 * 14 * 14):
+    def __init__(self, cond_dim: int, patch_dim: int = 3 * 14 * 14, pixel_order: str = "thwc"):
         super().__init__()
         self.patch_dim = patch_dim
+        self.pixel_order = check_pixel_order(pixel_order)  # layout of targets and outputs (see DiffusionDecoder)
         self.proj = nn.Linear(cond_dim, patch_dim)
 
     def forward(self, cond, target, mask=None, generator=None) -> torch.Tensor:

@@ -2,9 +2,11 @@
 
 - :class:`AttentionPoolHead`: one query cross-attends over the tokens -> pooled vector (the
   encoder's clip-level output; Stage 1's final alignment compares it to the teacher's pooled output).
-- :class:`AlignmentHead`: Linear, GELU, Linear, LayerNorm, L2-normalise (Stage 1 middle and final
-  alignment; one per aligned student block).
-- :class:`LatentPredictionHead`: Linear, LayerNorm, L2-normalise (Stage 2 latent prediction).
+- :class:`AlignmentHead`: Linear, GELU, Linear, LayerNorm, L2-normalise (the official
+  ``MLP_Decoder``): Stage 1 middle and final alignment (one per aligned student block), and the
+  official Stage-2 latent-prediction head (``selfdist_decoder``, ``EPDConfig.latent_head_kind="mlp"``).
+- :class:`LatentPredictionHead`: Linear, LayerNorm, L2-normalise (our earlier Stage-2 head, the
+  ``latent_head_kind="linear"`` ablation).
 
 Both alignment-style heads end in an L2 normalisation so the stage losses are ``2 - 2 cos``
 computed as ``2 - 2 * (pred * target).sum(-1)`` against an L2-normalised target.
@@ -83,7 +85,8 @@ class AlignmentHead(nn.Module):
     """Linear, GELU, Linear, LayerNorm, L2-normalise: ``(..., in_dim)`` -> unit vectors ``(..., out_dim)``.
 
     Stage 1 uses one per aligned student block (middle alignment, visible tokens only) and one on
-    the attention-pooled output (final alignment).
+    the attention-pooled output (final alignment); Stage 2 one on the predictor outputs (official
+    head). The hidden width defaults to ``in_dim``, as in the official code.
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, grad_checkpointing: bool = False):
@@ -107,7 +110,8 @@ class AlignmentHead(nn.Module):
 
 
 class LatentPredictionHead(nn.Module):
-    """Linear, LayerNorm, L2-normalise: predictor tokens -> unit-norm teacher latents (Stage 2)."""
+    """Linear, LayerNorm, L2-normalise: predictor tokens -> unit-norm teacher latents (Stage 2 ablation;
+    the official head is :class:`AlignmentHead`)."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()

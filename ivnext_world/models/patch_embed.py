@@ -1,9 +1,17 @@
 """Video patchification and the encoder's 3D patch embedding (InternVideo-Next, arXiv 2512.01342).
 
-A patch token covers ``tubelet`` frames x ``patch`` x ``patch`` pixels. Its raw pixel vector is laid
-out ``(tubelet, patch_h, patch_w, channel)`` (channels last, as the official patch embedding's
-pre-norm sees it); the Stage-1 diffusion decoder reconstructs exactly these vectors. Tokens are
-ordered time-major: ``t * H' * W' + h * W' + w``.
+A patch token covers ``tubelet`` frames x ``patch`` x ``patch`` pixels. Its raw pixel vector has one
+of two layouts (:data:`PIXEL_ORDERS`):
+
+- ``"cthw"``: ``(channel, tubelet, patch_h, patch_w)``, channels first. The official Stage-1 code
+  builds its diffusion targets this way (``F.pixel_unshuffle`` per frame), and it is also the
+  flattened layout of the patch projection's ``Conv3d`` weight;
+- ``"thwc"``: ``(tubelet, patch_h, patch_w, channel)``, channels last, as the official patch
+  embedding's pre-norm sees the pixels (``PatchEmbed3D.norm_before.weight`` keeps this layout).
+
+The Stage-1 diffusion decoder reconstructs these vectors in the order its config names
+(``EPDConfig.decoder_pixel_order``); encode (targets) and decode (samples) must use the same one.
+Tokens are ordered time-major: ``t * H' * W' + h * W' + w``.
 """
 
 from __future__ import annotations
@@ -21,11 +29,24 @@ def token_grid(video_thw: tuple[int, int, int], patch: int, tubelet: int) -> tup
     return t // tubelet, h // patch, w // patch
 
 
-def patchify(video: torch.Tensor, patch: int, tubelet: int = 1) -> torch.Tensor:
+PIXEL_ORDERS = ("cthw", "thwc")
+# (B, C, T', tub, H', p, W', p) -> (B, T', H', W', <pixel dims in the order's layout>)
+_TO_TOKENS = {"cthw": (0, 2, 4, 6, 1, 3, 5, 7), "thwc": (0, 2, 4, 6, 3, 5, 7, 1)}
+
+
+def check_pixel_order(order: str) -> str:
+    if order not in PIXEL_ORDERS:
+        raise ValueError(f"pixel order must be one of {PIXEL_ORDERS} (channel-first official / channel-last), got {order!r}")
+    return order
+
+
+def patchify(video: torch.Tensor, patch: int, tubelet: int = 1, order: str = "thwc") -> torch.Tensor:
     """Cut a clip into per-token pixel vectors.
 
     Args:
         video: ``(B, C, T, H, W)``.
+        order: layout of each vector, ``"thwc"`` (channels last) or ``"cthw"`` (channels first,
+            the official diffusion targets); see the module docstring.
 
     Returns:
         ``(B, N, tubelet * patch * patch * C)`` with ``N = T' * H' * W'``.
@@ -33,14 +54,15 @@ def patchify(video: torch.Tensor, patch: int, tubelet: int = 1) -> torch.Tensor:
     b, c, t, h, w = video.shape
     gt, gh, gw = token_grid((t, h, w), patch, tubelet)
     x = video.reshape(b, c, gt, tubelet, gh, patch, gw, patch)
-    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, T', H', W', tubelet, p, p, C)
+    x = x.permute(*_TO_TOKENS[check_pixel_order(order)])  # (B, T', H', W', <pixel dims>)
     return x.reshape(b, gt * gh * gw, tubelet * patch * patch * c)
 
 
 def unpatchify(
-    tokens: torch.Tensor, grid: tuple[int, int, int], patch: int, tubelet: int = 1, channels: int = 3
+    tokens: torch.Tensor, grid: tuple[int, int, int], patch: int, tubelet: int = 1, channels: int = 3,
+    order: str = "thwc",
 ) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``(B, N, tubelet * patch * patch * C)`` -> ``(B, C, T, H, W)``."""
+    """Inverse of :func:`patchify` (same ``order``): ``(B, N, tubelet * patch * patch * C)`` -> ``(B, C, T, H, W)``."""
     b, n, p = tokens.shape
     gt, gh, gw = grid
     if n != gt * gh * gw or p != tubelet * patch * patch * channels:
@@ -48,8 +70,11 @@ def unpatchify(
             f"tokens {tuple(tokens.shape)} do not match grid {grid}, patch {patch}, "
             f"tubelet {tubelet}, channels {channels}"
         )
-    x = tokens.reshape(b, gt, gh, gw, tubelet, patch, patch, channels)
-    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, T', tubelet, H', p, W', p)
+    perm = _TO_TOKENS[check_pixel_order(order)]
+    pixel_shape = {"cthw": (channels, tubelet, patch, patch), "thwc": (tubelet, patch, patch, channels)}[order]
+    x = tokens.reshape(b, gt, gh, gw, *pixel_shape)
+    inverse = [perm.index(i) for i in range(8)]  # back to (B, C, T', tub, H', p, W', p)
+    x = x.permute(*inverse)
     return x.reshape(b, channels, gt * tubelet, gh * patch, gw * patch)
 
 
@@ -60,9 +85,10 @@ class PatchEmbed3D(nn.Module):
     projection. The projection is stored as an ``nn.Conv3d`` (kernel = stride =
     ``(tubelet, patch, patch)``) named ``proj``, so checkpoints in the official layout load
     unchanged, but it is run as one matmul: the clip is patchified once into vectors ordered
-    ``(C, tubelet, patch_h, patch_w)`` (the flattened layout of ``proj.weight (D, C, t, p, p)``),
-    normalised, and multiplied by ``proj.weight.flatten(1)``. ``norm_before.weight`` keeps its
-    ``(tubelet, patch_h, patch_w, C)`` layout (that of :func:`patchify`) and is permuted to match.
+    ``(C, tubelet, patch_h, patch_w)`` (the flattened layout of ``proj.weight (D, C, t, p, p)``, i.e.
+    :func:`patchify`'s ``"cthw"``), normalised, and multiplied by ``proj.weight.flatten(1)``.
+    ``norm_before.weight`` keeps its ``(tubelet, patch_h, patch_w, C)`` layout (``"thwc"``, the
+    official one) and is permuted to match.
 
     Because the pixels carry no parameters, ``norm_before``'s per-element scale is folded into the
     projection weight (``(x_hat * g) W^T == x_hat (W * g)^T``): the normalised pixels then need no

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..models import AlignmentHead, DiffusionDecoder, LatentPredictionHead, LinearPixelDecoder, Predictor, VideoViT
+from ..models.patch_embed import PIXEL_ORDERS
+from ..models.pos_embed import VideoPosEmbed
 
 
 @dataclass
@@ -44,9 +46,15 @@ class EPDConfig:
     decoder: str = "diffusion"  # "diffusion" | "linear" (ablation) | "none" (alignment only / Stage 2)
     decoder_width: int = 256  # paper's best: 1536
     decoder_depth: int = 3  # paper's best: 6
+    # Fidelity switches (README "Where we follow the official code"); the defaults are the official
+    # recipe, and checkpoints saved before a switch existed rebuild with the old behaviour (_LEGACY).
+    decoder_learn_sigma: bool = True  # official: eps + learned variance, MSE + VLB | False: eps MSE only
+    decoder_pixel_order: str = "cthw"  # diffusion/linear targets: "cthw" official channel-first | "thwc"
     align_layers: int = 6  # student blocks aligned to teacher hidden states (clamped to encoder depth)
+    align_pos_embed: bool = True  # official: a learnable position table added before the middle-alignment heads
     teacher_dim: Optional[int] = None  # width of the image teacher; None: no alignment heads (Stage 2)
     latent_head: bool = False  # Stage 2: predictor -> teacher-encoder latents
+    latent_head_kind: str = "mlp"  # official "mlp": Linear-GELU-Linear-LN-L2 | "linear": Linear-LN-L2
     grad_checkpointing: bool = False
 
     def __post_init__(self):
@@ -54,6 +62,20 @@ class EPDConfig:
             raise ValueError(f"EPDConfig.decoder must be 'diffusion', 'linear' or 'none', got {self.decoder!r}")
         if self.predictor_kind not in ("vit", "modernbert"):
             raise ValueError(f"EPDConfig.predictor_kind must be 'vit' or 'modernbert', got {self.predictor_kind!r}")
+        if self.decoder_pixel_order not in PIXEL_ORDERS:
+            raise ValueError(f"EPDConfig.decoder_pixel_order must be one of {PIXEL_ORDERS}, got {self.decoder_pixel_order!r}")
+        if self.latent_head_kind not in ("mlp", "linear"):
+            raise ValueError(f"EPDConfig.latent_head_kind must be 'mlp' or 'linear', got {self.latent_head_kind!r}")
+
+
+# What a checkpoint config without these keys was trained with: the value before the key existed.
+_LEGACY = {
+    "predictor_layer_scale": 1e-5,
+    "decoder_learn_sigma": False,
+    "decoder_pixel_order": "thwc",
+    "align_pos_embed": False,
+    "latent_head_kind": "linear",
+}
 
 
 class EPDModel(nn.Module):
@@ -81,9 +103,10 @@ class EPDModel(nn.Module):
         self.decoder: nn.Module | None = None
         if cfg.decoder == "diffusion":
             self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth,
-                                            grad_checkpointing=cfg.grad_checkpointing)
+                                            grad_checkpointing=cfg.grad_checkpointing,
+                                            learn_sigma=cfg.decoder_learn_sigma, pixel_order=cfg.decoder_pixel_order)
         elif cfg.decoder == "linear":
-            self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim)
+            self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim, pixel_order=cfg.decoder_pixel_order)
         self.align_heads: nn.ModuleList | None = None
         self.final_align_head: nn.Module | None = None
         if cfg.teacher_dim:
@@ -92,7 +115,15 @@ class EPDModel(nn.Module):
                 for _ in range(self.num_align_layers)
             )
             self.final_align_head = AlignmentHead(enc.pool_dim, cfg.teacher_dim)
-        self.latent_head = LatentPredictionHead(cfg.predictor_dim, enc.embed_dim) if cfg.latent_head else None
+        # Official clip_pos_embed: one learnable table (3-D sin-cos init) added to every aligned block's
+        # visible tokens before its head. Patch rows only: the heads never see the cls tokens.
+        self.align_pos_embed: VideoPosEmbed | None = None
+        if cfg.teacher_dim and cfg.align_pos_embed:
+            self.align_pos_embed = VideoPosEmbed(enc.embed_dim, grid, num_prefix=0)
+        self.latent_head: nn.Module | None = None
+        if cfg.latent_head:  # official Stage-2 head: the alignment heads' MLP (hidden = predictor width)
+            head = AlignmentHead if cfg.latent_head_kind == "mlp" else LatentPredictionHead
+            self.latent_head = head(cfg.predictor_dim, enc.embed_dim)
 
     def _modernbert_predictor(self, cfg: EPDConfig, enc_dim: int, grid, num_cls: int) -> nn.Module:
         """Build the ModernBERT predictor and record in ``cfg`` what a rebuild needs (full config, width,
@@ -135,8 +166,9 @@ def build_epd(cfg: EPDConfig | dict) -> EPDModel:
         unknown = set(cfg) - set(EPDConfig.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown EPDConfig keys {sorted(unknown)}: checkpoint from another model or version?")
-        # Checkpoints written before the key existed had LayerScale 1e-5 in the predictor.
-        cfg = EPDConfig(**{"predictor_layer_scale": 1e-5, **cfg})
+        # A key missing from a stored config means the checkpoint predates it: rebuild what it trained
+        # (e.g. LayerScale 1e-5 in the predictor, an epsilon-only decoder on channel-last pixels).
+        cfg = EPDConfig(**{**_LEGACY, **cfg})
     return EPDModel(cfg)
 
 

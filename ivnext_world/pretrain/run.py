@@ -118,7 +118,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
             raise ValueError("Stage 2 needs init_from=<Stage-1 run or checkpoint folder>")
         ckpt = resolve_checkpoint(cfg.init_from)
         stage1_extra = json.loads((ckpt / "state.json").read_text())["extra"]
-        model, frozen = stage2_from_stage1(str(ckpt / "model.safetensors"), stage1_extra["model"])
+        model, frozen = stage2_from_stage1(str(ckpt / "model.safetensors"), stage1_extra["model"], cfg.model.latent_head_kind)
         # The architecture comes from Stage 1; gradient checkpointing is this job's choice.
         model.set_grad_checkpointing(cfg.model.grad_checkpointing)
         objective = Stage2Objective(frozen)

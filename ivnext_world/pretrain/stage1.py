@@ -2,12 +2,16 @@
 
 Loss = w_middle * middle alignment + w_final * final alignment + w_recon * pixel reconstruction:
 
-- middle alignment: the student's last ``align_layers`` blocks (visible tokens) through one MLP
-  head each vs. the frozen image teacher's hidden states at as many layers, ``2 - 2 cos``;
-- final alignment: the student's attention-pooled output per frame vs. the teacher's pooled output
-  for that frame, ``2 - 2 cos``;
-- reconstruction: the conditional diffusion decoder's epsilon loss on the masked tokens' raw
-  (ImageNet-normalised) patch pixels, or the linear decoder's pixel MSE (ablation).
+- middle alignment: the student's last ``align_layers`` blocks (visible tokens, plus the learnable
+  alignment position table when the model has one) through one MLP head each vs. the frozen image
+  teacher's hidden states at as many layers, ``2 - 2 cos``;
+- final alignment (``Stage1Loss.final_align``): ``"clip"`` (official) one attention-pooled output
+  of the whole clip (cls + visible tokens) vs. the mean over frames of the teacher's L2-normalised
+  pooled outputs; ``"frame"`` (ablation) each frame's visible tokens pooled on their own vs. that
+  frame's teacher output. ``2 - 2 cos`` either way;
+- reconstruction: the conditional diffusion decoder's loss (epsilon MSE, + the variational bound
+  with a learned variance) on the masked tokens' raw (ImageNet-normalised) patch pixels, in the
+  decoder's pixel order, or the linear decoder's pixel MSE (ablation).
 
 The mask is guided by the teacher's pooling attention (salient tokens stay visible); without a
 teacher (reconstruction-only ablation) it is a random tube mask.
@@ -25,12 +29,22 @@ from ..models import ImageTeacher, patchify
 from .epd import EPDModel, cosine_loss
 
 
+FINAL_ALIGN = ("clip", "frame")
+
+
 @dataclass
 class Stage1Loss:
     mask_ratio: float = 0.75  # official code (the paper text says 0.8)
     w_middle: float = 1.0
     w_final: float = 1.0
     w_recon: float = 1.0
+    # "clip": official (engine_for_stage1.py:104), one pooled output per clip vs. the teacher's
+    # frame-mean | "frame": each frame pooled and aligned on its own (our earlier recipe)
+    final_align: str = "clip"
+
+    def __post_init__(self):
+        if self.final_align not in FINAL_ALIGN:
+            raise ValueError(f"Stage1Loss.final_align must be one of {FINAL_ALIGN}, got {self.final_align!r}")
 
 
 class Stage1Objective:
@@ -79,25 +93,37 @@ class Stage1Objective:
                     "hidden states: set teacher.num_layers or model.align_layers so they match"
                 )
             middle = video.new_zeros(())
+            pos = 0
+            if model.align_pos_embed is not None:  # the same table for every aligned block
+                pos = gather_tokens(model.align_pos_embed(grid).expand(b, -1, -1), vis)  # (B, N_vis, D)
             for head, student, target in zip(model.align_heads, inter[-n_align:], tout.hidden[-n_align:]):
                 target = _per_token_time(target, b, t_, tub).reshape(b, t_ * h_ * w_, -1)  # (B, N, Dt)
-                middle = middle + cosine_loss(head(student), gather_tokens(target, vis))
+                middle = middle + cosine_loss(head(student + pos), gather_tokens(target, vis))
             metrics["loss_middle"] = middle / n_align
             loss = loss + cfg.w_middle * metrics["loss_middle"]
 
         if tout is not None and cfg.w_final:
-            # Attention-guided masks keep the same number of visible tokens in every frame, so the
-            # visible tokens reshape into frames and each frame is pooled on its own.
-            patches = final[:, enc.num_prefix_tokens:]  # (B, N_vis, D)
-            per_frame = patches.reshape(b * t_, -1, patches.shape[-1])  # (B*T', n_f, D)
-            pooled = model.final_align_head(enc.forward_head(per_frame))  # (B*T', Dt)
-            target = _per_token_time(tout.pooled, b, t_, tub).reshape(b * t_, -1)
+            if cfg.final_align == "clip":
+                # Official: pool the whole sequence once; the target is the mean of the teacher's
+                # per-frame unit vectors (cosine_loss renormalises it; the official loss leaves it
+                # at norm <= 1, which scales the loss and its gradient by that norm).
+                pooled = model.final_align_head(enc.forward_head(final))  # (B, Dt)
+                per_frame = torch.nn.functional.normalize(tout.pooled.float(), dim=-1)  # (B*T, Dt)
+                target = per_frame.reshape(b, -1, per_frame.shape[-1]).mean(1)  # (B, Dt)
+            else:
+                # Attention-guided masks keep the same number of visible tokens in every frame, so the
+                # visible tokens reshape into frames and each frame is pooled on its own.
+                patches = final[:, enc.num_prefix_tokens:]  # (B, N_vis, D)
+                per_frame = patches.reshape(b * t_, -1, patches.shape[-1])  # (B*T', n_f, D)
+                pooled = model.final_align_head(enc.forward_head(per_frame))  # (B*T', Dt)
+                target = _per_token_time(tout.pooled, b, t_, tub).reshape(b * t_, -1)
             metrics["loss_final"] = cosine_loss(pooled, target)
             loss = loss + cfg.w_final * metrics["loss_final"]
 
         if model.decoder is not None and cfg.w_recon:
             pred = model.predictor(final, mask, grid).patches  # (B, N, D_pred)
-            pixels = patchify(video, enc.patch_size, tub)  # (B, N, P), no per-patch normalisation
+            # (B, N, P) in the decoder's pixel order, no per-patch normalisation
+            pixels = patchify(video, enc.patch_size, tub, order=model.decoder.pixel_order)
             # The decoder gets the masked rows gathered here rather than the mask: boolean indexing
             # would read the row count back to the host. Same rows in the same order, same loss.
             idx = masked_indices(mask, t_ * h_ * w_ - n_vis)  # (B, N_masked)
@@ -116,6 +142,8 @@ class Stage1Objective:
         aligned = self.teacher is not None
         if not (aligned and self.cfg.w_middle) and model.align_heads is not None:
             model.align_heads.requires_grad_(False)
+            if model.align_pos_embed is not None:
+                model.align_pos_embed.requires_grad_(False)
         if not (aligned and self.cfg.w_final):  # the attention-pooling head serves the final alignment only
             model.encoder.head.requires_grad_(False)
             if model.final_align_head is not None:

@@ -1,7 +1,8 @@
 """Stage 2 of InternVideo-Next: predict a frozen Stage-1 teacher's latents (arXiv 2512.01342, Sec. 3.3).
 
-Student = the Stage-1 encoder + predictor (decoder and alignment heads dropped) + a new latent head
-(Linear, LayerNorm, L2-normalise). Teacher = a frozen copy of the Stage-1 encoder in eval mode,
+Student = the Stage-1 encoder + predictor (decoder and alignment heads dropped) + a new latent head:
+Linear, GELU, Linear, LayerNorm, L2-normalise (official ``selfdist_decoder``; ``latent_head_kind="linear"``:
+Linear, LayerNorm, L2-normalise, our earlier head). Teacher = a frozen copy of the Stage-1 encoder in eval mode,
 no EMA. Targets: the teacher's final-block tokens on the full clip, cls removed, L2-normalised,
 at the masked positions. Two V-JEPA multi-block views per clip, losses summed.
 """
@@ -64,15 +65,16 @@ def _host_generator(generator: torch.Generator | None) -> torch.Generator | None
     return torch.Generator().manual_seed(generator.initial_seed())
 
 
-def stage2_from_stage1(stage1_weights: str, stage1_cfg: dict) -> tuple[EPDModel, FrozenEncoder]:
+def stage2_from_stage1(stage1_weights: str, stage1_cfg: dict, latent_head_kind: str = "mlp") -> tuple[EPDModel, FrozenEncoder]:
     """Build the Stage-2 student from a Stage-1 checkpoint, and its frozen teacher.
 
     The student keeps the Stage-1 encoder and predictor weights; the decoder and alignment heads
-    are dropped and a fresh latent head is added.
+    are dropped and a fresh latent head of ``latent_head_kind`` (``"mlp"`` official, ``"linear"``)
+    is added: Stage 1 never trains one, so the kind is Stage 2's choice, not the checkpoint's.
     """
     stage1 = build_epd(stage1_cfg)
     load_weights(stage1, stage1_weights)
-    cfg2 = replace(stage1.cfg, decoder="none", teacher_dim=None, latent_head=True)
+    cfg2 = replace(stage1.cfg, decoder="none", teacher_dim=None, latent_head=True, latent_head_kind=latent_head_kind)
     student = build_epd(cfg2)
     student.encoder.load_state_dict(stage1.encoder.state_dict())
     student.predictor.load_state_dict(stage1.predictor.state_dict())

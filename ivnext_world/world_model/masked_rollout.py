@@ -112,7 +112,7 @@ def masked_future_prediction(
         pix = epd.decoder.sample(cond, num_steps=num_steps, generator=generator)
     else:  # linear decoder ablation
         pix = epd.decoder.sample(cond)
-    video = unpatchify(pix.float(), (1, grid[1], grid[2]), enc.patch_size, tub)  # (B*h, 3, tub, S, S)
+    video = unpatchify(pix.float(), (1, grid[1], grid[2]), enc.patch_size, tub, order=epd.decoder.pixel_order)  # (B*h, 3, tub, S, S)
     mean = video.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
     std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
     # Clamp in pixel space as decode() does, then back to the encoder's normalised input.

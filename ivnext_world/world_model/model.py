@@ -282,7 +282,7 @@ class WorldModel(nn.Module):
                 pix = self.decoder.sample(cond, num_steps=num_steps, scheduler=scheduler, generator=generator)
             else:  # linear decoder ablation
                 pix = self.decoder.sample(cond)
-        video = unpatchify(pix.float(), grid, patch, tub)  # (B*T', 3, tub, S, S)
+        video = unpatchify(pix.float(), grid, patch, tub, order=self.decoder.pixel_order)  # (B*T', 3, tub, S, S)
         mean = video.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
         std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
         video = (video * std + mean).clamp(0, 1)

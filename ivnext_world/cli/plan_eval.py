@@ -1,6 +1,7 @@
 """``ivnext-plan-eval``: success rate of latent planners and baselines in simulation (``configs/plan_eval.yaml``).
 
     ivnext-plan-eval world_model=outputs/world_model task=reach episodes=20 methods=[cem,mppi,random,expert]
+    ivnext-plan-eval world_model=runs/wm_vjepa2 encoder=vjepa2:/new/place/vjepa2-vitl   # backbone files moved
 
 Writes ``<out>/results.json``, ``results.md``, ``success_vs_budget.png`` (with ``sweep.values``) and
 episode videos.

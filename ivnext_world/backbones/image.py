@@ -81,7 +81,7 @@ class ImageBackbone(Backbone):
         if self.hf.family.name == "dinov2":
             return m.layernorm
         if self.hf.family.name in ("siglip", "siglip2"):
-            return m.vision_model.post_layernorm
+            return getattr(m, "vision_model", m).post_layernorm  # transformers 5: on the vision model itself
         return nn.Identity()  # CLIP: post_layernorm only on the pooled cls token
 
     def _pool_dim(self, dim: int) -> int:

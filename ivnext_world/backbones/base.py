@@ -69,9 +69,12 @@ class Backbone(nn.Module):
         embed_dim, pool_dim, depth, num_heads: token width, pooled width, blocks, attention heads.
         num_prefix_tokens: prefix (cls) tokens kept in its outputs (0 for image models and V-JEPA 2).
         is_pretrained: False for random weights (loudly warned at build time).
+        fixed_size: True if it takes ``img_size`` frames only (V-JEPA 2's RoPE grid, a timm model
+            without dynamic image size); the others resample their position tables.
     """
 
     kind: str = ""
+    fixed_size: bool = False
 
     def _setup(self, *, spec: str, record: dict, img_size: int, patch_size: int, tubelet_size: int, embed_dim: int,
                pool_dim: int, depth: int, num_heads: int, num_prefix_tokens: int,
@@ -111,11 +114,21 @@ class Backbone(nn.Module):
             raise ValueError(f"pool={pool} does not divide the {h}x{w} patch grid of backbone {self.spec!r}")
         return self.num_prefix_tokens + (h // pool) * (w // pool)
 
+    @property
+    def name(self) -> str:
+        return self.spec
+
+    def num_tokens(self, num_frames: int, size: int) -> int:
+        """Patch tokens :meth:`forward` returns for a clip of ``num_frames`` frames at ``size`` px."""
+        return num_frames // self.tubelet_size * (size // self.patch_size) ** 2
+
     def check_input(self, num_frames: int, size: int) -> None:
         """Raise :class:`BackboneInputError` for clips it cannot take in :meth:`forward_clip`."""
         problems = []
         if size % self.patch_size:
             problems.append(f"{size} px is not a multiple of its {self.patch_size}-px patches")
+        if self.fixed_size and size != self.img_size:
+            problems.append(f"it takes {self.img_size} px only, not {size} px (load it with img_size={size})")
         if num_frames % self.tubelet_size:
             problems.append(f"{num_frames} frames are not a multiple of its {self.tubelet_size}-frame tubelets")
         if problems:

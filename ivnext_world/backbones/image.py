@@ -70,6 +70,10 @@ class ImageBackbone(Backbone):
             cfg = model.pretrained_cfg or {}
             mean, std = cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD)
             self._p = model.num_prefix_tokens
+        if self.hf is not None:
+            self.fixed_size = self.hf.family.name == "siglip2"  # NaFlex patches are cut on the configured grid
+        else:
+            self.fixed_size = not getattr(model.patch_embed, "dynamic_img_size", False)
         pool_dim = self._pool_dim(dim)
         self._setup(spec=spec, record=record or {"spec": spec, "img_size": size}, img_size=size, patch_size=patch,
                     tubelet_size=1, embed_dim=dim, pool_dim=pool_dim, depth=depth, num_heads=heads,

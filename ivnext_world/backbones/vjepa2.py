@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .base import Backbone, BackboneOutput
+from .base import Backbone, BackboneInputError, BackboneOutput
 
 __all__ = ["VJEPA2Backbone"]
 
@@ -55,6 +55,7 @@ class VJEPA2Backbone(Backbone):
     """
 
     kind = "vjepa2"
+    fixed_size = True  # RoPE positions come from config.crop_size
 
     def __init__(self, folder: str | Path, img_size: int | None, spec: str, record: dict | None = None):
         super().__init__()
@@ -85,6 +86,9 @@ class VJEPA2Backbone(Backbone):
 
     def forward_frames(self, x: torch.Tensor, layers: Sequence[int] | None = None,
                        pooled: bool = True) -> BackboneOutput:
+        if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
+            raise BackboneInputError(f"backbone {self.spec!r} takes {self.img_size}-px frames (its RoPE grid), "
+                                     f"got {tuple(x.shape[-2:])}")
         videos = x.unsqueeze(1).expand(-1, self.tubelet_size, -1, -1, -1)  # (R, tub, 3, S, S): one token-frame
         take = self.resolve_layers(layers) if layers else []
         out = self._run(videos, bool(take))
@@ -97,7 +101,5 @@ class VJEPA2Backbone(Backbone):
     def forward_clip(self, video: torch.Tensor) -> torch.Tensor:
         b, _, t, _, w = video.shape
         self.check_input(t, w)
-        if w != self.img_size:
-            raise ValueError(f"backbone {self.spec!r} was built for {self.img_size}-px frames (its RoPE grid), got {w}")
         tokens = self._run(video.transpose(1, 2), False).last_hidden_state  # (B, T'*N, D)
         return tokens.unflatten(1, (t // self.tubelet_size, self.num_patches))

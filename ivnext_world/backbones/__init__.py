@@ -38,8 +38,11 @@ The interface (every implementation):
   the world model predicts. Our encoder has no final norm: raw block outputs.
 - **Whole clip** (:meth:`Backbone.forward_clip`, ``forward``): normalised ``(B, 3, T, S, S)`` ->
   ``(B, T', N, D)`` (``forward``: ``(B, T' * N, D)``), video models attending across time (``T' = T /
-  tubelet_size``), image models per frame. This is what a clip-level probe (classification) reads;
-  :meth:`Backbone.check_input` refuses clip sizes it cannot take.
+  tubelet_size``), image models per frame (their tokens carry no time: a probe that needs frame
+  order adds its own time embedding). This is what a clip-level probe (classification) reads: it
+  has the attributes such a probe asks for (``embed_dim``, ``num_heads``, ``patch_size``,
+  ``tubelet_size``, ``img_size``, ``fixed_size``, ``mean``, ``std``, ``record``, ``name``,
+  ``num_tokens(frames, size)``) and :meth:`Backbone.check_input` refuses clip sizes it cannot take.
 - **World-model latents** (:meth:`Backbone.latents`): ``(B, T, n, D)`` = prefix + patch tokens per frame
   (optionally pooled), ``n = tokens_per_frame(pool)``.
 - **Declared**: ``img_size``, ``patch_size``, ``tubelet_size``, ``grid``, ``mean``, ``std``, ``embed_dim``,

@@ -223,7 +223,12 @@ class Backbone(nn.Module):
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
         """SHA-256 (16 hex) of every tensor's name, dtype, shape and bytes: the same weights give the
-        same fingerprint wherever they were loaded from."""
+        same fingerprint wherever they were loaded from. Computed once (the weights are frozen)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = self._hash_weights()
+        return self._fingerprint
+
+    def _hash_weights(self) -> str:
         h = hashlib.sha256(self.kind.encode())
         for name, t in sorted(self.state_dict().items()):
             t = t.detach().cpu().contiguous()

@@ -46,7 +46,7 @@ class ImageBackbone(Backbone):
         super().__init__()
         from ..models.teacher import ImageTeacher
 
-        self.hf = None
+        hf = None
         if checkpoint is None:
             model = ImageTeacher._create_timm(model_name, img_size, {"num_classes": 0})
             banner = "!" * 78
@@ -54,25 +54,26 @@ class ImageBackbone(Backbone):
             pretrained = False
         else:
             teacher = ImageTeacher(model_name, checkpoint, layers=[-1], img_size=img_size)
-            model, self.hf, pretrained = teacher.model, teacher.hf, True
-        self.kind = "hf" if self.hf is not None else "timm"
-        if self.hf is not None:
-            hf = self.hf
-            self.model = hf.model
+            model, hf, pretrained = teacher.model, teacher.hf, True
+        # fp32 weights whatever dtype the file was saved in: precision is the callers' autocast
+        # (the world model's precision=auto|bf16), and fp32 inputs must meet fp32 weights.
+        model.float()
+        self.kind = "hf" if hf is not None else "timm"
+        if hf is not None:
+            self.hf = hf  # the transformers model lives in hf.model (one registration, no duplicate weights)
+            self.model = None
             size, patch, dim, depth = hf.img_size, hf.patch_size, hf.embed_dim, hf.depth
             heads, mean, std = int(hf.model.config.num_attention_heads), hf.mean, hf.std
             self._p = hf.num_prefix_tokens
-            self._norm = self._hf_final_norm()
+            self.fixed_size = hf.family.name == "siglip2"  # NaFlex patches are cut on the configured grid
         else:
+            self.hf = None
             self.model = model
             size, patch = int(model.patch_embed.img_size[0]), int(model.patch_embed.patch_size[0])
             dim, depth, heads = model.embed_dim, len(model.blocks), model.blocks[0].attn.num_heads
             cfg = model.pretrained_cfg or {}
             mean, std = cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD)
             self._p = model.num_prefix_tokens
-        if self.hf is not None:
-            self.fixed_size = self.hf.family.name == "siglip2"  # NaFlex patches are cut on the configured grid
-        else:
             self.fixed_size = not getattr(model.patch_embed, "dynamic_img_size", False)
         pool_dim = self._pool_dim(dim)
         self._setup(spec=spec, record=record or {"spec": spec, "img_size": size}, img_size=size, patch_size=patch,
@@ -107,9 +108,10 @@ class ImageBackbone(Backbone):
         take = self.resolve_layers(layers) if layers else []
         p = self._p
         if self.hf is not None:
-            out = self.model(**self._hf_inputs(x), output_hidden_states=bool(take))
+            out = self.hf.model(**self._hf_inputs(x), output_hidden_states=bool(take))
             final = out.last_hidden_state  # (R, p + N, D)
-            hidden = [self._norm(out.hidden_states[i + 1])[:, p:] for i in take]  # [0]: the embeddings
+            norm = self._hf_final_norm()
+            hidden = [norm(out.hidden_states[i + 1])[:, p:] for i in take]  # [0]: the embeddings
             pool = out.pooler_output if pooled else None
         else:
             m = self.model

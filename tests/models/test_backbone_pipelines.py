@@ -88,6 +88,20 @@ def test_world_model_planning_and_depth_probe_on_backbone(kind, push_data, tmp_p
     assert wm.rollout(z[:, :1], item["actions"][None, :2]).shape == (1, 2, n_tokens, dim)
     with pytest.raises(RuntimeError, match="no pixel decoder"):
         wm.decode(z[:, :1])
+    # The gymnasium wrappers: pixel observations -> this backbone's latents; imagined steps.
+    import gymnasium
+
+    import envs
+    from ivnext_world.world_model import ImaginedEnv, LatentObservation
+
+    env = LatentObservation(gymnasium.make(envs.TASKS["push"], width=64, height=64), wm, mode="patch")
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (n_tokens, dim) and np.isfinite(obs).all()
+    env.close()
+    imagined = ImaginedEnv(wm, z[0, :1], z[0, 2:], max_steps=2)
+    imagined.reset(seed=0)
+    obs, reward, *_ = imagined.step(imagined.action_space.sample())
+    assert obs.shape == (dim,) and np.isfinite(reward)
 
     # 2. CEM plans with it under MPC in the simulator (the ivnext-plan-eval path).
     results = run_plan_eval(PlanEvalConfig(
@@ -107,9 +121,14 @@ def test_world_model_planning_and_depth_probe_on_backbone(kind, push_data, tmp_p
     assert (row["encoder"], row["head"]) == (kind, "linear") and np.isfinite(row["abs_rel"]) and 0 <= row["d1"] <= 1
     probe, features, info = load_depth_probe(row["checkpoint"])
     assert info["encoder"]["spec"] == spec and features.grid == wm.backbone.grid
-    # The probe's last-layer map is the world model's latent patch tokens (imagined depth reads those).
-    maps = features(item["frames"][:1])
-    assert maps[-1].shape == (1, dim, *features.grid)
+    # The probe's last-layer map is the world model's latent patch tokens, so it reads imagined latents.
+    x = wm._transform((item["frames"][:1] * 255).round().to(torch.uint8))  # the world model's input frame
+    maps = features(x, normalised=True)
+    torch.testing.assert_close(maps[-1].flatten(2).transpose(1, 2), z[0, :1, wm.num_prefix_tokens:], atol=1e-4, rtol=1e-4)
+    from ivnext_world.probes.depth import imagined_depth
+
+    imag = imagined_depth(probe, features, wm, str(push_data), [3], context=1, horizon=2, max_windows=1)
+    assert imag["windows"] == 1 and all(np.isfinite(v) for v in imag["methods"]["imagined"]["abs_rel"])
 
     # 4. The state probe reads it too (a spec string is enough), per frame, on held-out episodes.
     from ivnext_world.probes import state_probe

@@ -129,6 +129,13 @@ def test_world_model_planning_and_depth_probe_on_backbone(kind, push_data, tmp_p
 
     imag = imagined_depth(probe, features, wm, str(push_data), [3], context=1, horizon=2, max_windows=1)
     assert imag["windows"] == 1 and all(np.isfinite(v) for v in imag["methods"]["imagined"]["abs_rel"])
+    # ivnext-depth predict: the probe checkpoint rebuilds the backbone from its record for any video.
+    from ivnext_world.data.video_io import encode_mp4
+
+    video = tmp_path / "clip.mp4"
+    encode_mp4(video, (item["frames"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8), 10)
+    depth_main(["predict", str(video), "--probe", row["checkpoint"], "--out", str(tmp_path / "pred"), "--no-ply"])
+    assert np.load(tmp_path / "pred" / "depth.npz")["depth"].shape == (3, 64, 64)
 
     # 4. The state probe reads it too (a spec string is enough), per frame, on held-out episodes.
     from ivnext_world.probes import state_probe

@@ -1,13 +1,14 @@
-"""Per-frame latents from the frozen encoder, and the statistics that normalise actions/proprio.
+"""Per-frame latents from the frozen backbone, and the statistics that normalise actions/proprio.
 
-Any :class:`~ivnext_world.backbones.Backbone` gives the latents (:meth:`Backbone.latents`: each frame's
-prefix tokens, if it keeps any, then its patch tokens); for our encoder, a world-model latent of one token-frame is the encoder's full output for that frame alone: its
-``num_cls`` cls tokens followed by its ``H' * W'`` patch tokens (optionally average-pooled ``pool x
-pool`` for speed), so ``n = num_cls + (H'/pool) * (W'/pool)``. Frames are encoded one tubelet at a
-time (the time position table is interpolated to one token-frame), as V-JEPA 2-AC encodes each
-frame on its own: a frame's latent then never depends on later frames, which a causal world model
-and a planner that only has the current observation both need. Keeping the cls tokens makes the
-latents exactly what the Stage-1 predictor + diffusion decoder were trained on, so they decode.
+A world-model latent of one frame is the backbone's output for that frame alone
+(:meth:`~ivnext_world.backbones.Backbone.latents`): its prefix tokens, if it keeps any, then its
+``h * w`` patch tokens (optionally average-pooled ``pool x pool`` for speed), so ``n = prefix +
+(h/pool) * (w/pool)``. For our encoder the prefix is its ``num_cls`` cls tokens and the frame is one
+clip (the time position table is interpolated to one token-frame); V-JEPA 2 (tubelet 2) sees the
+frame repeated; image models keep no prefix (DINO-WM). Each frame on its own, as V-JEPA 2-AC encodes
+frames: a frame's latent then never depends on later frames, which a causal world model and a
+planner that only has the current observation both need. Keeping our cls tokens makes the latents
+exactly what the Stage-1 predictor + diffusion decoder were trained on, so they decode.
 """
 from __future__ import annotations
 

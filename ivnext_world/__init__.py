@@ -9,6 +9,7 @@ The public API, one screen (names load on first use, so ``import ivnext_world`` 
     pixels = wm.decode(future)                          # (B, H, 3, S, S) in [0, 1]
 
     from ivnext_world import CEM, MPC, train_depth_probe  # planners; depth / 3D probes
+    bb = load_backbone("vjepa2:/w/vjepa2-vitl")          # any frozen backbone: ours, official:, vjepa2:, timm:, hf:
 
 The encoder presets (``ivnext_vit_*``) are registered with timm as soon as timm is imported, so
 ``import ivnext_world`` is enough for ``timm.create_model("ivnext_vit_base_patch14_224.official_s2")``.
@@ -26,6 +27,7 @@ _API = {
     "collect": "ivnext_world.sim",
     "run_pretrain": "ivnext_world.pretrain.run",
     "load_epd": "ivnext_world.pretrain.run",
+    "load_backbone": "ivnext_world.backbones",
     "state_probe": "ivnext_world.probes",
     "VideoClipDataset": "ivnext_world.data",
     "TrajectoryDataset": "ivnext_world.data",

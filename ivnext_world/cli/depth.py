@@ -7,11 +7,17 @@ Subcommands::
     ivnext-depth compare --data outputs/demo/data --train-episodes 0-17 --test-episodes 18-23 \\
         --encoder "random init=random" --encoder "Stage 1=outputs/demo/stage1" \\
         --encoder "Stage 2=outputs/demo/stage2" --steps 200 --out runs/depth_compare
+    ivnext-depth compare --data outputs/demo/data --train-episodes 0-17 --test-episodes 18-23 \
+        --encoder "InternVideo-Next B=official:/w/internvideo_next_base_p14_res224_f16.pth" \
+        --encoder "V-JEPA 2 L=vjepa2:/w/vjepa2-vitl-fpc64-256" --encoder "DINOv2 S=hf:/w/dinov2-small" \
+        --img-size 224 --heads linear dpt --out runs/depth_released
     ivnext-depth imagine --probe runs/d --world-model runs/wm --data outputs/demo/data --episodes 18-23 --out runs/imag
     ivnext-depth predict video.mp4 --probe runs/d --out runs/video_depth [--intrinsics fx,fy,cx,cy] [--hfov 60]
 
 ``train`` takes hydra-style ``key=value`` overrides of ``configs/depth.yaml`` (typed: a wrong key
-is an error before anything runs). Without ``--intrinsics`` ``predict`` assumes a pinhole camera
+is an error before anything runs). An encoder is any backbone spec (:mod:`ivnext_world.backbones`):
+a pretraining run, ``random``, ``official:<file>``, ``vjepa2:<folder>``, ``timm:<arch>[:<file>]``,
+``hf:<folder>``; ``eval``, ``imagine`` and ``predict`` rebuild it from the probe checkpoint. Without ``--intrinsics`` ``predict`` assumes a pinhole camera
 with a 60 degree horizontal field of view centred on the image.
 """
 from __future__ import annotations
@@ -61,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-episodes", nargs="+", required=True)
     p.add_argument("--test-episodes", nargs="+", required=True)
     p.add_argument("--encoder", action="append", required=True,
-                   help="NAME=SPEC; SPEC: random | pretraining run/checkpoint | timm:<model>:<weights file>")
+                   help="NAME=SPEC; SPEC: random | pretraining run/checkpoint | official:<file> | vjepa2:<folder> "
+                        "| timm:<model>[:<weights file>] | hf:<folder>")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="frame side for every encoder but random init (default: each backbone's own)")
     p.add_argument("--heads", nargs="+", default=["linear", "linear4", "dpt"])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--eval-stride", type=int, default=2)
@@ -125,7 +134,8 @@ def run(args: argparse.Namespace) -> dict:
                 raise ValueError(f"--encoder takes NAME=SPEC, got {item!r}")
             encoders[name] = None if spec == "random" else spec
         res = D.compare_depth_probes(encoders, args.data, _ep_list(args.train_episodes), _ep_list(args.test_episodes),
-                                     args.out, heads=tuple(args.heads), steps=args.steps, eval_stride=args.eval_stride)
+                                     args.out, heads=tuple(args.heads), steps=args.steps, eval_stride=args.eval_stride,
+                                     img_size=args.img_size)
         print(Path(res["markdown"]).read_text())
         return {k: res[k] for k in ("markdown", "json", "depth_comparison")}
     if args.cmd == "imagine":

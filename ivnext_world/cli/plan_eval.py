@@ -2,6 +2,7 @@
 
     ivnext-plan-eval world_model=outputs/world_model task=reach episodes=20 methods=[cem,mppi,random,expert]
     ivnext-plan-eval world_model=outputs/wm_pusht env.id=gym_pusht/PushT-v0 image_size=96 methods=[cem,random]
+    ivnext-plan-eval world_model=runs/wm_vjepa2 encoder=vjepa2:/new/place/vjepa2-vitl   # backbone files moved
 
 Writes ``<out>/results.json``, ``results.md``, ``success_vs_budget.png`` (with ``sweep.values``) and
 episode videos.

@@ -5,6 +5,11 @@ Examples::
     ivnext-world-model encoder=runs/s1 data.source=outputs/data/push out=runs/wm
     ivnext-world-model encoder=runs/s1 action_conditioned=false out=runs/wm_free
     ivnext-world-model encoder=runs/s1 loss=l2 rollout_steps=4 data.window=8
+    ivnext-world-model encoder=official:/w/internvideo_next_base_p14_res224_f16.pth out=runs/wm_ivnext
+    ivnext-world-model encoder=vjepa2:/w/vjepa2-vitl-fpc64-256 pool=2 out=runs/wm_vjepa2
+    ivnext-world-model encoder=hf:/w/dinov2-small encoder_img_size=224 out=runs/wm_dinov2
+
+``encoder`` is any backbone spec (:mod:`ivnext_world.backbones`); only our Stage-1 runs can decode.
 
 Then ``WorldModel.load("runs/wm")`` rebuilds encoder, predictor and normalisation in one call.
 """

@@ -49,6 +49,9 @@ class SweepConfig:
 @dataclass
 class PlanEvalConfig:
     world_model: str = "outputs/world_model"  # world-model run folder (WorldModel.load)
+    # Where the world model's backbone is now, if it is not our encoder and its files moved (a spec of
+    # the same kind, e.g. official:/new/place/file.pth); None: the path stored in the run.
+    encoder: Optional[str] = None
     task: Task = Task.reach
     # Any gymnasium id instead of `task` (env.id, env.kwargs, env.adapter as in ivnext-collect); the
     # adapter needs a goal function (env.adapter.goal) for the goal image, and a success source.
@@ -166,7 +169,7 @@ def world_model_budget(run: str | Path) -> dict:
         out.update(step=json.loads((Path(ckpt) / "state.json").read_text())["step"], data=data.get("source"),
                    episodes=data.get("episodes"), batch_size=tc.get("loop", {}).get("batch_size"),
                    pool=extra.get("pool"), frame_skip=extra.get("frame_skip", 1), predictor=extra.get("predictor"),
-                   encoder=extra.get("encoder_checkpoint"))
+                   encoder=extra.get("encoder_checkpoint") or (extra.get("backbone") or {}).get("spec"))
         try:
             from ..data import LeRobotDataset
 
@@ -187,7 +190,7 @@ def run_plan_eval(cfg: PlanEvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     needs_wm = any(m in PLANNER_METHODS for m in cfg.methods) or cfg.sweep.values or "bc_latent" in cfg.methods
-    wm = WorldModel.load(cfg.world_model, cfg.device, cfg.precision) if needs_wm else None
+    wm = WorldModel.load(cfg.world_model, cfg.device, cfg.precision, encoder=cfg.encoder) if needs_wm else None
     env = make_env(cfg)
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
     view = ImaginedView.build(wm, cfg.video_view, cfg.bank_frames, cfg.world_model) if wm is not None else None

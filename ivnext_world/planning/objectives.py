@@ -49,8 +49,9 @@ class LatentGoalCost:
             goal = goal[0]
         if goal.dim() != 2:
             raise ValueError(f"goal must be latents (n, D), got {tuple(goal.shape)}")
-        if tokens != "all" and num_prefix <= 0:
-            raise ValueError("tokens='cls'/'patch' needs num_prefix > 0")
+        if tokens == "cls" and num_prefix <= 0:
+            raise ValueError("tokens='cls' needs cls tokens (num_prefix > 0); this world model's latents have "
+                             "none (a backbone without prefix tokens, e.g. V-JEPA 2 or an image model)")
         self.goal, self.norm, self.frames, self.tokens, self.num_prefix = goal, norm, frames, tokens, num_prefix
 
     def _select(self, z: torch.Tensor) -> torch.Tensor:

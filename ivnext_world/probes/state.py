@@ -3,6 +3,10 @@
 The evidence that pretraining learned something physical: on held-out episodes, how much of the
 variance of ground-truth positions a ridge regression on frozen encoder features explains (R^2),
 compared with the same probe on a randomly initialised encoder.
+
+Any backbone (:mod:`ivnext_world.backbones`: an instance or a spec string) is probed per frame, with
+its own input size and normalisation; a bare :class:`VideoViT` (the pretraining pipeline's) encodes
+clips of its own length, as before.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..backbones import Backbone, load_backbone
 from ..models import VideoViT
 
 DEFAULT_TARGETS = ("ground_truth.ee_pos", "ground_truth.object_pos")
@@ -34,27 +39,42 @@ def frame_features(encoder: VideoViT, video: torch.Tensor, pool_grid: int = 2) -
     return pooled.reshape(b, t_, d * pool_grid * pool_grid)
 
 
+@torch.no_grad()
+def backbone_frame_features(backbone: Backbone, frames: torch.Tensor, pool_grid: int = 2) -> torch.Tensor:
+    """Normalised frames ``(B, T, 3, S, S)`` -> ``(B, T, pool_grid**2 * D)``: each frame's patch tokens
+    average-pooled to a ``pool_grid x pool_grid`` layout (as :func:`frame_features`)."""
+    b, t = frames.shape[:2]
+    patches = backbone.forward_frames(frames.flatten(0, 1), pooled=False).patches  # (B*T, N, D)
+    h, w = backbone.grid
+    maps = patches.transpose(1, 2).unflatten(2, (h, w))  # (B*T, D, h, w)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(maps, pool_grid)  # (B*T, D, g, g)
+    return pooled.reshape(b, t, -1)
+
+
 def _features_and_targets(encoder, root, episodes, targets, batch_size=8):
     from torch.utils.data import DataLoader
 
     from ..data import TrajectoryDataset, build_video_transform
 
     encoder.eval()
-    t = encoder.grid_size[0] * encoder.tubelet_size
-    size = encoder.patch_embed.patch_size * encoder.grid_size[1]
-    ds = TrajectoryDataset(
-        root, window=t, stride=t, episodes=list(episodes),
-        transform=build_video_transform(False, size, crop_pct=1.0), on_error="raise",
-    )
+    if isinstance(encoder, Backbone):
+        t, transform = 8, encoder.transform()  # windows of 8 frames, each frame encoded on its own
+    else:
+        t = encoder.grid_size[0] * encoder.tubelet_size
+        size = encoder.patch_embed.patch_size * encoder.grid_size[1]
+        transform = build_video_transform(False, size, crop_pct=1.0)
+    ds = TrajectoryDataset(root, window=t, stride=t, episodes=list(episodes), transform=transform, on_error="raise")
     tables = {ep: ds.meta.episode_table(ep) for ep in episodes}
     missing = [k for k in targets if k not in tables[episodes[0]]]
     if missing:
         raise KeyError(f"{root} has no columns {missing}; columns: {sorted(tables[episodes[0]])}")
     feats, ys = [], []
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=0):
-        video = batch["frames"].permute(0, 2, 1, 3, 4)  # (B, T, C, H, W) -> (B, C, T, H, W)
-        f = frame_features(encoder, video)  # (B, T', D)
-        tub = encoder.tubelet_size
+        if isinstance(encoder, Backbone):
+            f, tub = backbone_frame_features(encoder, batch["frames"]), 1  # (B, T, D')
+        else:
+            video = batch["frames"].permute(0, 2, 1, 3, 4)  # (B, T, C, H, W) -> (B, C, T, H, W)
+            f, tub = frame_features(encoder, video), encoder.tubelet_size  # (B, T', D')
         for b, ep in enumerate(batch["episode_index"].tolist()):
             rows = batch["frame_index"][b].numpy()[::tub]  # first frame of each tubelet
             y = np.concatenate([tables[ep][k][rows].reshape(len(rows), -1) for k in targets], axis=1)
@@ -112,15 +132,20 @@ class StateProbeResult:
 
 
 def state_probe(
-    encoder: VideoViT,
+    encoder: VideoViT | Backbone | str,
     root: str | Path,
     train_episodes: Sequence[int],
     test_episodes: Sequence[int],
     targets: Sequence[str] = DEFAULT_TARGETS,
+    img_size: int | None = None,
 ) -> StateProbeResult:
-    """Fit on ``train_episodes``, score R^2 on ``test_episodes`` (held out: no frame of them is seen)."""
+    """Fit on ``train_episodes``, score R^2 on ``test_episodes`` (held out: no frame of them is seen).
+
+    ``encoder``: a bare :class:`VideoViT`, a :class:`Backbone`, or a backbone spec (``img_size``: its frame side)."""
     if set(train_episodes) & set(test_episodes):
         raise ValueError("train and test episodes overlap: the probe would not measure generalisation")
+    if isinstance(encoder, (str, Path)):
+        encoder = load_backbone(str(encoder), img_size=img_size)
     xtr, ytr = _features_and_targets(encoder, root, list(train_episodes), targets)
     xte, yte = _features_and_targets(encoder, root, list(test_episodes), targets)
     res = ridge_probe(xtr, ytr, xte, yte)

@@ -7,8 +7,9 @@ the training step, and the latents equal what the on-the-fly path computes (test
 
 Layout of ``<cache>/``: ``episode_<index>.safetensors`` (``latents (T, n, D)`` float32, and the
 rank that encoded it in the file's metadata) per episode, written atomically, and ``meta.json``
-naming what they were computed from (encoder weights' hash, image size, pooling, camera, and the
-precision when not fp32); a cache whose ``meta.json`` disagrees is rebuilt, never reused.
+naming what they were computed from (encoder weights' hash: our checkpoint file's, or another
+backbone's weight fingerprint and spec; image size, pooling, camera, and the precision when not
+fp32); a cache whose ``meta.json`` disagrees is rebuilt, never reused.
 
 Under ``torch.distributed`` every rank calls :func:`build_latent_cache`: the episodes are shared out
 by length over the ranks, each rank encodes its share on its own device (``cuda:LOCAL_RANK``) and
@@ -31,6 +32,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..backbones import Backbone
 from ..data.lerobot.layout import ACTION, STATE
 from ..data.trajectory import action_chunks
 from ..utils.io import atomic_write_text, fsync_dir
@@ -77,7 +79,7 @@ def episode_path(cache_dir: Path, ep: int) -> Path:
 @torch.no_grad()
 def build_latent_cache(
     encoder,
-    encoder_weights: Path,
+    encoder_weights: Path | None,
     source: str,
     episodes: list[int],
     cache_dir: Path,
@@ -91,6 +93,10 @@ def build_latent_cache(
 ) -> Path:
     """Encode each episode of ``source`` (LeRobot layout) into ``cache_dir``; episodes already cached
     with the same encoder/settings are kept. Returns ``cache_dir``.
+
+    ``encoder``: a :class:`~ivnext_world.backbones.Backbone` (frames resized to ``img_size`` and
+    normalised its way) or our bare ``VideoViT`` (ImageNet); ``encoder_weights``: its checkpoint file
+    (hashed into the cache key), or None for a backbone (its :meth:`Backbone.fingerprint` instead).
 
     ``device``: where frames are transformed and encoded (None: :func:`default_device`). ``precision``:
     auto | fp32 | bf16, as :mod:`~ivnext_world.world_model.precision` (the latents are stored in fp32).
@@ -106,10 +112,15 @@ def build_latent_cache(
 
     def prepare():  # one rank checks and (re)starts the cache while the others wait
         cache_dir.mkdir(parents=True, exist_ok=True)
+        if encoder_weights is None and not isinstance(encoder, Backbone):
+            raise ValueError("build_latent_cache needs encoder_weights (the checkpoint file) for a bare encoder")
+        weights = _file_hash(Path(encoder_weights)) if encoder_weights is not None else encoder.fingerprint()
         key = {
-            "encoder_weights_sha256": _file_hash(Path(encoder_weights)), "img_size": img_size, "pool": pool,
+            "encoder_weights_sha256": weights, "img_size": img_size, "pool": pool,
             "camera_key": camera_key or meta.camera_keys[0], "source": str(Path(source).resolve()),
         }
+        if encoder_weights is None:  # another backbone: its spec and normalisation (our caches keep their old key)
+            key.update(backbone=encoder.spec, mean=list(encoder.mean), std=list(encoder.std))
         if inference_dtype(precision, device) is not None:  # fp32 caches keep their old key (no rebuild)
             key["precision"] = "bf16"
         meta_path = cache_dir / "meta.json"
@@ -169,7 +180,12 @@ def _encode_episodes(encoder, source, todo, cache_dir, img_size, pool, camera_ke
     # The transform runs where the on-the-fly path runs it (the CPU, in the dataset): torchvision
     # resizes uint8 on the CPU with rounding that a GPU's float resize does not reproduce, and the
     # cached latents must equal the on-the-fly ones. The encoder, the expensive part, runs on `device`.
-    transform = build_video_transform(False, img_size, crop_pct=1.0, flip=False)
+    if isinstance(encoder, Backbone):
+        if img_size != encoder.img_size:
+            raise ValueError(f"img_size={img_size} but backbone {encoder.spec!r} takes {encoder.img_size}-px frames")
+        transform = encoder.transform()
+    else:
+        transform = build_video_transform(False, img_size, crop_pct=1.0, flip=False)
     encoder = encoder.to(device).eval()
     for ep in tqdm(todo, desc=f"encode latents (rank {rank})", unit="episode", disable=rank != 0):
         n = meta.episode_length(ep)

@@ -1,12 +1,14 @@
-"""Per-frame latents from the frozen video encoder, and the statistics that normalise actions/proprio.
+"""Per-frame latents from the frozen backbone, and the statistics that normalise actions/proprio.
 
-A world-model latent of one token-frame is the encoder's full output for that frame alone: its
-``num_cls`` cls tokens followed by its ``H' * W'`` patch tokens (optionally average-pooled ``pool x
-pool`` for speed), so ``n = num_cls + (H'/pool) * (W'/pool)``. Frames are encoded one tubelet at a
-time (the time position table is interpolated to one token-frame), as V-JEPA 2-AC encodes each
-frame on its own: a frame's latent then never depends on later frames, which a causal world model
-and a planner that only has the current observation both need. Keeping the cls tokens makes the
-latents exactly what the Stage-1 predictor + diffusion decoder were trained on, so they decode.
+A world-model latent of one frame is the backbone's output for that frame alone
+(:meth:`~ivnext_world.backbones.Backbone.latents`): its prefix tokens, if it keeps any, then its
+``h * w`` patch tokens (optionally average-pooled ``pool x pool`` for speed), so ``n = prefix +
+(h/pool) * (w/pool)``. For our encoder the prefix is its ``num_cls`` cls tokens and the frame is one
+clip (the time position table is interpolated to one token-frame); V-JEPA 2 (tubelet 2) sees the
+frame repeated; image models keep no prefix (DINO-WM). Each frame on its own, as V-JEPA 2-AC encodes
+frames: a frame's latent then never depends on later frames, which a causal world model and a
+planner that only has the current observation both need. Keeping our cls tokens makes the latents
+exactly what the Stage-1 predictor + diffusion decoder were trained on, so they decode.
 """
 from __future__ import annotations
 
@@ -17,20 +19,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbones import Backbone
 from ..models import VideoViT
 
 __all__ = ["NormStats", "encode_video", "tokens_per_frame"]
 
 
-def tokens_per_frame(encoder: VideoViT, img_size: int, pool: int = 1) -> int:
+def tokens_per_frame(encoder: VideoViT | Backbone, img_size: int | None = None, pool: int = 1) -> int:
+    """``n``: latent tokens per frame (a backbone knows its own size; a bare encoder needs ``img_size``)."""
+    if isinstance(encoder, Backbone):
+        return encoder.tokens_per_frame(pool)
     _, gh, gw = encoder.token_grid((encoder.tubelet_size, img_size, img_size))
     if gh % pool or gw % pool:
         raise ValueError(f"pool={pool} does not divide the {gh}x{gw} token grid")
     return encoder.num_prefix_tokens + (gh // pool) * (gw // pool)
 
 
-def encode_video(encoder: VideoViT, video: torch.Tensor, pool: int = 1) -> torch.Tensor:
-    """ImageNet-normalised frames ``(B, T, C, H, W)`` -> latents ``(B, T', n, D)``, ``T' = T / tubelet``."""
+def encode_video(encoder: VideoViT | Backbone, video: torch.Tensor, pool: int = 1) -> torch.Tensor:
+    """Normalised frames ``(B, T, C, H, W)`` -> latents ``(B, T', n, D)``.
+
+    A :class:`Backbone` encodes each frame on its own (``T' = T``, normalised its way); a bare
+    :class:`VideoViT` (ImageNet-normalised input) encodes consecutive tubelets (``T' = T / tubelet``).
+    """
+    if isinstance(encoder, Backbone):
+        return encoder.latents(video, pool)
     b, t, c, h, w = video.shape
     tub = encoder.tubelet_size
     if t % tub:

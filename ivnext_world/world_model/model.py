@@ -1,14 +1,17 @@
 """``WorldModel``: the public latent world model (encode, predict, rollout, decode).
 
-Built from two checkpoints: the pretrained Encoder-Predictor-Decoder (a Stage-1 run by default: its
-diffusion decoder was trained on this very encoder's outputs, so imagined latents can be turned
-back into pixels) and the action-conditioned predictor trained on top of the frozen encoder by
-:func:`~ivnext_world.world_model.train.train_world_model`, whose checkpoint stores the encoder
-checkpoint's path, the predictor's arguments and the action/proprio normalisation statistics.
+Built from a frozen backbone (:mod:`ivnext_world.backbones`) and the action-conditioned predictor
+trained on top of it by :func:`~ivnext_world.world_model.train.train_world_model`, whose checkpoint
+stores the predictor's arguments, the action/proprio normalisation statistics and the backbone: our
+pretrained Encoder-Predictor-Decoder (a Stage-1 run by default: its diffusion decoder was trained on
+this very encoder's outputs, so imagined latents can be turned back into pixels; the run keeps a copy)
+or the record of any other backbone (official InternVideo-Next, V-JEPA 2, DINOv2, SigLIP2: encode,
+predict and plan; no decoder).
 
 Example::
 
     wm = WorldModel.load("outputs/world_model")              # the world-model run folder
+    enc_only = WorldModel.load("vjepa2:/p/vjepa2-vitl")       # a backbone spec: encode only
     z = wm.encode(frames)                                    # (B, T, 3, H, W) uint8 -> (B, T, n, D)
     z_next = wm.predict(z, actions[:, 0])                    # raw actions (B, A) -> (B, n, D)
     imagined = wm.rollout(z[:1], candidate_actions)          # (1, Tc, n, D), (K, H, A) -> (K, H, n, D)
@@ -30,12 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_video_transform
+from ..backbones import Backbone, backbone_from_record, is_backbone_spec, load_backbone
+from ..backbones.video_vit import VideoViTBackbone
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..models import unpatchify
 from ..pretrain.epd import EPDModel
 from ..pretrain.run import load_epd, resolve_checkpoint
 from ..train.checkpoint import load_weights
-from .latents import NormStats, encode_video, tokens_per_frame
+from .latents import NormStats, encode_video
 from .precision import check_precision, inference_autocast
 from .predictor import ACPredictorConfig, ActionConditionedPredictor
 
@@ -43,14 +48,16 @@ __all__ = ["WorldModel"]
 
 
 class WorldModel(nn.Module):
-    """Frozen encoder (+ Stage-1 predictor and decoder for pixels) + action-conditioned predictor.
+    """Frozen backbone (+ Stage-1 predictor and decoder for pixels) + action-conditioned predictor.
 
-    Latents are per token-frame: ``(B, T', n, D)`` with ``n = num_cls + patch tokens`` (see
+    Latents are per frame: ``(B, T, n, D)`` with ``n = prefix tokens + patch tokens`` (see
     :mod:`~ivnext_world.world_model.latents`). Actions and proprio are passed raw (environment
     units) and normalised here with the statistics of the training data.
 
     Args:
-        epd: the pretrained model whose encoder produced the training targets.
+        epd: the backbone that produced the training targets: our pretrained ``EPDModel`` (its
+            encoder; its Stage-1 predictor and decoder, if any, decode) or any
+            :class:`~ivnext_world.backbones.Backbone` (no decoder).
         predictor: the trained :class:`ActionConditionedPredictor`, or None (encode/decode only).
         stats: action/proprio statistics (None for an action-free predictor).
         pool: spatial pooling of the patch tokens used when training (1 = none; needed to decode).
@@ -62,7 +69,7 @@ class WorldModel(nn.Module):
 
     def __init__(
         self,
-        epd: EPDModel,
+        epd: EPDModel | Backbone,
         predictor: ActionConditionedPredictor | None = None,
         stats: NormStats | None = None,
         pool: int = 1,
@@ -75,35 +82,59 @@ class WorldModel(nn.Module):
             raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
         if stats is not None and stats.action_dim % frame_skip:
             raise ValueError(f"{stats.action_dim} action features cannot be split into frame_skip={frame_skip} chunks")
-        self.encoder = epd.encoder.requires_grad_(False)
-        self.stage1_predictor = epd.predictor.requires_grad_(False)
-        self.decoder = epd.decoder.requires_grad_(False) if epd.decoder is not None else None
+        if isinstance(epd, EPDModel):
+            self.backbone = VideoViTBackbone.from_epd(epd, spec=f"EPDModel({epd.cfg.encoder})")
+            self.stage1_predictor = epd.predictor.requires_grad_(False)
+            self.decoder = epd.decoder.requires_grad_(False) if epd.decoder is not None else None
+            self.epd_cfg = epd.cfg
+        elif isinstance(epd, Backbone):
+            self.backbone = epd
+            self.stage1_predictor = self.decoder = self.epd_cfg = None
+        else:
+            raise TypeError(f"WorldModel needs an EPDModel or a Backbone, got {type(epd).__name__}")
         self.predictor = predictor.requires_grad_(False) if predictor is not None else None
+        if predictor is not None and (predictor.cfg.enc_dim, predictor.tokens_per_frame) != (
+                self.backbone.embed_dim, self.backbone.tokens_per_frame(pool)):
+            raise ValueError(
+                f"the predictor takes latents of {predictor.tokens_per_frame} tokens x {predictor.cfg.enc_dim}; "
+                f"{self.backbone.spec} gives {self.backbone.tokens_per_frame(pool)} x {self.backbone.embed_dim} "
+                f"(pool={pool}): a world model trained on another backbone or size")
         self.stats = stats
         self.pool, self.frame_skip = pool, frame_skip
-        self.img_size = epd.cfg.img_size
-        self.epd_cfg = epd.cfg
-        self.tokens_per_frame = tokens_per_frame(self.encoder, self.img_size, pool)
-        self._transform = build_video_transform(False, self.img_size, crop_pct=1.0, flip=False)
+        self.img_size = self.backbone.img_size
+        self.tokens_per_frame = self.backbone.tokens_per_frame(pool)
+        self._transform = self.backbone.transform()  # its size and normalisation, as the training windows
         self.eval()
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "auto") -> "WorldModel":
-        """One call: a world-model run/checkpoint folder, or a pretraining one (encode/decode only),
-        on ``device`` with inference ``precision`` (auto | fp32 | bf16)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "auto",
+             encoder: str | None = None) -> "WorldModel":
+        """One call: a world-model run/checkpoint folder, a pretraining one (encode/decode only) or a
+        backbone spec (``official:...``, ``vjepa2:...``, ``timm:...``, ``hf:...``: encode only), on
+        ``device`` with inference ``precision`` (auto | fp32 | bf16).
+
+        ``encoder``: where the backbone of a world model trained on a non-ours backbone is now (its
+        files moved, e.g. to another machine): a spec of the same kind; the weights are checked
+        against the stored fingerprint either way."""
+        if is_backbone_spec(str(path)):
+            return cls(load_backbone(str(path)), precision=precision).to(device).eval()
         ckpt = resolve_checkpoint(path)
         extra = json.loads((ckpt / "state.json").read_text())["extra"]
         if "world_model" in extra:
             wm = extra["world_model"]
-            enc = Path(wm["encoder_checkpoint"])
-            if not enc.is_absolute():  # the run's own copy: <run>/checkpoints/step_*/ -> <run>/encoder
-                enc = ckpt.parents[1] / enc
-            epd, _ = load_epd(enc)
+            if wm.get("backbone") is not None:
+                encoder_model = _stored_backbone(wm["backbone"], encoder, ckpt)
+            else:
+                enc = Path(wm["encoder_checkpoint"])
+                if not enc.is_absolute():  # the run's own copy: <run>/checkpoints/step_*/ -> <run>/encoder
+                    enc = ckpt.parents[1] / enc
+                encoder_model, _ = load_epd(enc)
             predictor = ActionConditionedPredictor(ACPredictorConfig(**wm["predictor"]))
             load_weights(predictor, ckpt / "model.safetensors")
             stats = NormStats(**wm["norm_stats"]) if wm.get("norm_stats") else None
-            model = cls(epd, predictor, stats, pool=wm["pool"], frame_skip=wm.get("frame_skip", 1), precision=precision)
+            model = cls(encoder_model, predictor, stats, pool=wm["pool"], frame_skip=wm.get("frame_skip", 1),
+                        precision=precision)
         elif "model" in extra:
             epd, _ = load_epd(ckpt)
             model = cls(epd, precision=precision)
@@ -124,8 +155,18 @@ class WorldModel(nn.Module):
         return super().train(False)  # inference API: frozen, eval mode forever
 
     @property
+    def encoder(self):
+        """Our encoder's ``VideoViT`` (backwards compatible), else the backbone itself."""
+        return getattr(self.backbone, "encoder", self.backbone)
+
+    @property
+    def embed_dim(self) -> int:
+        """``D`` of the latents."""
+        return self.backbone.embed_dim
+
+    @property
     def device(self) -> torch.device:
-        return next(self.encoder.parameters()).device
+        return self.backbone.device
 
     @property
     def precision(self) -> str:
@@ -142,8 +183,9 @@ class WorldModel(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Leading cls tokens of each frame's ``n`` latent tokens (the rest are patch tokens)."""
-        return self.encoder.num_prefix_tokens
+        """Leading cls tokens of each frame's ``n`` latent tokens (the rest are patch tokens); 0 for
+        backbones that keep none (V-JEPA 2, image models)."""
+        return self.backbone.num_prefix_tokens
 
     @property
     def action_conditioned(self) -> bool:
@@ -157,10 +199,10 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------ API
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames ``(B, T, 3, H, W)`` uint8 or float in [0, 1] -> latents ``(B, T', n, D)``.
+        """Frames ``(B, T, 3, H, W)`` uint8 or float in [0, 1] -> latents ``(B, T, n, D)``.
 
-        Frames are resized (short side) and centre-cropped to the encoder's size and
-        ImageNet-normalised, exactly as the training windows were.
+        Frames are resized (short side) and centre-cropped to the backbone's size and normalised its
+        way, exactly as the training windows were; each frame is encoded on its own.
         """
         if frames.dim() != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
@@ -168,7 +210,7 @@ class WorldModel(nn.Module):
         x = self._transform(frames.to(self.device).flatten(0, 1))  # (B*T, 3, S, S) normalised
         x = x.unflatten(0, (b, t))
         with self.autocast():
-            z = encode_video(self.encoder, x, self.pool)
+            z = encode_video(self.backbone, x, self.pool)
         return z.float()
 
     def encode_image(self, rgb) -> torch.Tensor:
@@ -263,6 +305,12 @@ class WorldModel(nn.Module):
         reassembled and un-normalised.
         """
         if self.decoder is None:
+            if self.epd_cfg is None:
+                raise RuntimeError(
+                    f"no pixel decoder: this world model runs on the {self.backbone.kind} backbone "
+                    f"{self.backbone.spec!r}, which has none. Only our Stage-1 encoder comes with a decoder "
+                    "(a run trained with w_recon > 0); latents of other backbones can be compared, planned "
+                    "with and probed, not decoded (planning videos show the nearest training frame instead).")
             raise RuntimeError(
                 "no pixel decoder: this world model's encoder checkpoint has none (Stage-2 or alignment-only "
                 "runs drop it). Build the world model on a Stage-1 checkpoint trained with w_recon > 0 to decode."
@@ -274,6 +322,8 @@ class WorldModel(nn.Module):
         b, tt = latents.shape[:2]
         enc = self.encoder
         tub, patch = enc.tubelet_size, enc.patch_size
+        if tub != 1:
+            raise RuntimeError(f"latents of a tubelet-{tub} encoder cannot be decoded frame by frame")
         grid = enc.token_grid((tub, self.img_size, self.img_size))  # (1, H', W')
         tokens = latents.to(self.device).flatten(0, 1)  # (B*T', n, D)
         with self.autocast():
@@ -295,3 +345,19 @@ class WorldModel(nn.Module):
                 "train one with train_world_model (ivnext-world-model) and load that run"
             )
         return self.predictor
+
+
+def _stored_backbone(record: dict, spec: str | None, ckpt: Path) -> Backbone:
+    """The backbone a world-model checkpoint names, checked against the fingerprint it was trained with."""
+    if spec is not None and spec.split(":", 1)[0] != record["spec"].split(":", 1)[0]:
+        raise ValueError(f"encoder={spec!r} is not the kind of backbone {ckpt} was trained on ({record['spec']!r})")
+    try:
+        backbone = backbone_from_record(record, spec)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"{e}\n  (the backbone of the world model {ckpt}; if its files moved, pass "
+                      f"WorldModel.load(..., encoder='<spec at the new place>'))") from e
+    want = record.get("fingerprint")
+    if want is not None and backbone.fingerprint() != want:
+        raise ValueError(f"{backbone.spec!r} holds other weights than the ones the world model {ckpt} was trained on "
+                         f"(fingerprint {backbone.fingerprint()} != {want})")
+    return backbone

@@ -1,6 +1,9 @@
 """Action-conditioned fine-tuning of the latent world model (V-JEPA 2-AC, arXiv 2506.09985, Sec. 3).
 
-The pretrained encoder is frozen and turns every frame of a trajectory window into target latents;
+The frozen backbone (our pretrained encoder or any other, :mod:`ivnext_world.backbones`: ``encoder=``
+a run folder, ``official:<file>``, ``vjepa2:<folder>``, ``timm:<arch>[:<file>]``, ``hf:<folder>``) turns
+every frame of a trajectory window into target latents, each frame encoded on its own (a tubelet-2
+backbone such as V-JEPA 2 sees the frame repeated, so one action still maps to one latent frame);
 the trainable model is the :class:`ActionConditionedPredictor` (its token embeddings included).
 Loss = ``w_teacher_forcing`` x teacher-forced loss (predict frame ``t+1`` from the true frames
 ``<= t``) + ``w_rollout`` x rollout loss (start from the first frame and feed the model's own
@@ -18,7 +21,10 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
+from ..backbones import Backbone, is_backbone_spec, load_backbone
+from ..backbones.video_vit import VideoViTBackbone
 from ..pretrain.epd import cosine_loss
 from ..pretrain.run import load_epd, resolve_checkpoint
 from ..train import LoopConfig, Trainer
@@ -61,7 +67,10 @@ class WMPredictorSize:
 
 @dataclass
 class WorldModelTrainConfig:
-    encoder: str = "outputs/pretrain/stage1"  # pretraining run/checkpoint; Stage 1 keeps decode() possible
+    # The frozen backbone: a pretraining run/checkpoint (Stage 1 keeps decode() possible), or
+    # official:<file> | vjepa2:<folder> | timm:<arch>[:<file>] | hf:<folder> (ivnext_world.backbones)
+    encoder: str = "outputs/pretrain/stage1"
+    encoder_img_size: Optional[int] = None  # frame side for the backbone; None: its own (DINO-WM: 224)
     data: WMDataConfig = field(default_factory=WMDataConfig)
     predictor: WMPredictorSize = field(default_factory=WMPredictorSize)
     action_conditioned: bool = True  # False: action-free predictor (no action/proprio tokens)
@@ -116,13 +125,14 @@ def latent_distance(pred: torch.Tensor, target: torch.Tensor, kind: str, skip_to
 
 
 class WorldModelObjective:
-    """``objective(predictor, batch, generator) -> (loss, metrics)``; holds the frozen encoder.
+    """``objective(predictor, batch, generator) -> (loss, metrics)``; holds the frozen backbone.
 
-    ``batch``: ``frames (B, T, C, H, W)`` ImageNet-normalised, ``actions (B, T, A)`` and ``proprio
+    ``batch``: ``frames (B, T, C, H, W)`` normalised the backbone's way (:meth:`Backbone.transform`)
+    or cached ``latents (B, T, n, D)``; ``actions (B, T, A)`` and ``proprio
     (B, T, S)`` raw (normalised here with ``stats``).
     """
 
-    def __init__(self, encoder, stats: NormStats | None, loss: str = "l1", rollout_steps: int = 2,
+    def __init__(self, encoder: Backbone | nn.Module, stats: NormStats | None, loss: str = "l1", rollout_steps: int = 2,
                  w_teacher_forcing: float = 1.0, w_rollout: float = 1.0, pool: int = 1, w_proprio: float = 1.0):
         self.encoder = encoder.eval().requires_grad_(False)
         self.stats, self.loss, self.rollout_steps = stats, loss, rollout_steps
@@ -181,7 +191,9 @@ class WorldModelObjective:
             model.proprio_head.requires_grad_(False)
 
 
-def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: NormStats | None) -> ActionConditionedPredictor:
+def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int | None, stats: NormStats | None) -> ActionConditionedPredictor:
+    """The predictor for ``encoder`` (a :class:`Backbone`, or a bare encoder at ``img_size``): its width and
+    tokens per frame (any patch grid, with or without prefix tokens) size the input and output."""
     p = cfg.predictor
     pcfg = ACPredictorConfig(
         enc_dim=encoder.embed_dim, tokens_per_frame=tokens_per_frame(encoder, img_size, cfg.pool),
@@ -196,23 +208,20 @@ def build_predictor(cfg: WorldModelTrainConfig, encoder, img_size: int, stats: N
 
 def train_world_model(cfg: WorldModelTrainConfig) -> dict:
     """Fine-tune an action-conditioned predictor on a frozen pretrained encoder; returns a summary."""
-    from ..data import TrajectoryDataset, build_video_transform
+    from ..data import TrajectoryDataset
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.loop.seed)
-    ckpt = resolve_checkpoint(cfg.encoder).resolve()
-    epd, _ = load_epd(ckpt)
-    if epd.cfg.tubelet_size != 1:
-        raise ValueError("the world model needs tubelet_size=1 (one action per token-frame); "
-                         f"{ckpt} has tubelet_size={epd.cfg.tubelet_size}")
-    if epd.decoder is None:
-        log.warning("%s has no pixel decoder (Stage 2?): WorldModel.decode will not be available", ckpt)
+    backbone, epd, ckpt = open_backbone(cfg)
     stats = NormStats.from_lerobot(cfg.data.source, cfg.data.episodes).chunked(cfg.data.frame_skip)
     if cfg.action_conditioned and cfg.use_proprio and stats.proprio_dim is None:
         raise ValueError(f"{cfg.data.source} has no observation.state column: set use_proprio=false")
-    predictor = build_predictor(cfg, epd.encoder, epd.cfg.img_size, stats)
+    predictor = build_predictor(cfg, backbone, None, stats)
     if cfg.init_from_pretrained:
+        if epd is None:
+            raise ValueError(f"init_from_pretrained copies our pretrained predictor's blocks; {cfg.encoder!r} "
+                             "is another backbone, with none: set init_from_pretrained=false")
         if (predictor.cfg.embed_dim, predictor.cfg.num_heads) != (epd.predictor.embed_dim, epd.cfg.predictor_heads):
             raise ValueError(
                 f"init_from_pretrained needs predictor.embed_dim/num_heads = {epd.predictor.embed_dim}/"
@@ -228,39 +237,69 @@ def train_world_model(cfg: WorldModelTrainConfig) -> dict:
         cache = out / "latents"
         # Collective: every rank encodes its share of the episodes on its own GPU (the trainer's,
         # cuda:LOCAL_RANK), in the loop's precision (as the on-the-fly targets under its autocast).
-        build_latent_cache(epd.encoder, ckpt / "model.safetensors", cfg.data.source, episodes, cache,
-                           epd.cfg.img_size, cfg.pool, cfg.data.camera_key, precision=cfg.loop.precision,
-                           decoder=cfg.data.decoder)
+        build_latent_cache(backbone, ckpt / "model.safetensors" if ckpt is not None else None, cfg.data.source,
+                           episodes, cache, backbone.img_size, cfg.pool, cfg.data.camera_key,
+                           precision=cfg.loop.precision, decoder=cfg.data.decoder)
         dataset = LatentWindowDataset(cache, cfg.data.source, episodes, cfg.data.window, cfg.data.stride,
                                       cfg.data.frame_skip)
     else:
         dataset = TrajectoryDataset(
             cfg.data.source, window=cfg.data.window, stride=cfg.data.stride, frame_skip=cfg.data.frame_skip,
             camera_key=cfg.data.camera_key, episodes=cfg.data.episodes, chunk_actions=True, decoder=cfg.data.decoder,
-            transform=build_video_transform(False, epd.cfg.img_size, crop_pct=1.0, flip=False, output="uint8"),
+            # The backbone's own resize and normalisation (float: the Trainer's on-device uint8
+            # normalisation is ImageNet's, which is not every backbone's).
+            transform=backbone.transform(),
         )
-    objective = WorldModelObjective(epd.encoder, stats, cfg.loss, cfg.rollout_steps,
+    objective = WorldModelObjective(backbone, stats, cfg.loss, cfg.rollout_steps,
                                     cfg.w_teacher_forcing, cfg.w_rollout, cfg.pool, cfg.w_proprio)
-    if _is_main():
-        snapshot_encoder(ckpt, out / ENCODER_DIR)
-    _barrier()
-    extra = {"world_model": {
+    if ckpt is not None:
+        if _is_main():
+            snapshot_encoder(ckpt, out / ENCODER_DIR)
+        _barrier()
         # Relative to the run folder: the run keeps its own copy of the frozen encoder, so moving
         # the run or deleting the pretraining run does not break WorldModel.load.
-        "predictor": predictor.config_dict(), "encoder_checkpoint": ENCODER_DIR, "encoder_source": str(ckpt),
+        where = {"encoder_checkpoint": ENCODER_DIR, "encoder_source": str(ckpt)}
+    else:
+        # Released weights stay where the user keeps them (GBs, not copied): the record names them and
+        # the fingerprint lets WorldModel.load refuse other weights at that path.
+        where = {"encoder_checkpoint": None, "encoder_source": backbone.spec,
+                 "backbone": {**backbone.record, "fingerprint": backbone.fingerprint()}}
+    extra = {"world_model": {
+        "predictor": predictor.config_dict(), **where,
         "norm_stats": asdict(stats), "pool": cfg.pool, "frame_skip": cfg.data.frame_skip, "train_config": asdict(cfg),
     }}
     trainer = Trainer(predictor, objective, dataset, cfg.loop, out, collate_fn=collate_windows, extra_state=extra)
     history = trainer.fit()
     summary = {
         **trainer.summary(history),
-        "encoder_checkpoint": str(ckpt),
+        "encoder_checkpoint": str(ckpt) if ckpt is not None else backbone.spec,
+        "backbone": backbone.describe(),
         "nonfinite_steps": trainer.nonfinite,
         "data_failures": dict(dataset.failures),
     }
     if trainer.is_main:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def open_backbone(cfg: WorldModelTrainConfig) -> tuple[Backbone, object, Path | None]:
+    """``(backbone, epd, ckpt)``: our encoder's run also gives its EPD model and checkpoint folder
+    (snapshot, latent-cache key, decoder); other backbones give ``(backbone, None, None)``."""
+    if is_backbone_spec(cfg.encoder):
+        backbone = load_backbone(cfg.encoder, img_size=cfg.encoder_img_size, seed=cfg.loop.seed)
+        log.info("world model on %s (no pixel decoder: WorldModel.decode will not be available)", backbone.describe())
+        return backbone, None, None
+    ckpt = resolve_checkpoint(cfg.encoder).resolve()
+    epd, _ = load_epd(ckpt)
+    if epd.cfg.tubelet_size != 1:
+        raise ValueError("the world model needs tubelet_size=1 on our encoder (its decoder reconstructs whole "
+                         f"tubelets); {ckpt} has tubelet_size={epd.cfg.tubelet_size}")
+    if cfg.encoder_img_size not in (None, epd.cfg.img_size):
+        raise ValueError(f"encoder_img_size={cfg.encoder_img_size}: our encoder {ckpt} runs at the size it was "
+                         f"pretrained at ({epd.cfg.img_size}), which its decoder needs; leave encoder_img_size unset")
+    if epd.decoder is None:
+        log.warning("%s has no pixel decoder (Stage 2?): WorldModel.decode will not be available", ckpt)
+    return VideoViTBackbone.from_epd(epd, str(ckpt)), epd, ckpt
 
 
 def _is_main() -> bool:

@@ -51,7 +51,7 @@ def latent_observation(latents: torch.Tensor, mode: Mode, num_prefix_tokens: int
 
 
 def _latent_box(wm: WorldModel, mode: Mode) -> spaces.Box:
-    d = wm.encoder.embed_dim
+    d = wm.embed_dim
     shape = (d,) if mode == "pooled" else (wm.tokens_per_frame, d)
     return spaces.Box(-np.inf, np.inf, shape, np.float32)
 
@@ -186,7 +186,7 @@ class ImaginedEnv(gymnasium.Env):
             raise ValueError(f"no {name}: pass it to ImaginedEnv(...) or reset(options={{{name!r}: ...}})")
         wm = self.world_model
         t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
-        nd = (wm.tokens_per_frame, wm.encoder.embed_dim)
+        nd = (wm.tokens_per_frame, wm.embed_dim)
         if t.dim() >= 2 and tuple(t.shape[-2:]) == nd and t.is_floating_point():
             return (t if t.dim() == 3 else t.reshape(-1, *nd)).to(wm.device).float()
         return wm.encode(_as_frames(t)[None])[0]  # (T, n, D)

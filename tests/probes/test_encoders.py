@@ -16,9 +16,12 @@ def test_random_encoder_is_rebuilt_identically_from_its_record():
 
 
 def test_image_teacher_features_and_missing_weights(tmp_path):
-    f, rec = build_features("timm:vit_tiny_patch16_224:", {"img_size": 64})  # no weights file: random timm ViT
+    f, rec = build_features("timm:vit_tiny_patch16_224:", img_size=64)  # no weights file: random timm ViT
     maps = f(torch.rand(2, 3, 80, 80))
     assert f.layers == [2, 5, 8, 11] and [m.shape for m in maps] == [(2, 192, 4, 4)] * 4
-    assert rec == {"spec": "timm:vit_tiny_patch16_224:", "img_size": 64}
-    with pytest.raises(FileNotFoundError, match="teacher weights"):
+    assert rec == {"spec": "timm:vit_tiny_patch16_224:", "img_size": 64, "seed": 0}
+    g = features_from_record(rec)  # the random init is a function of the seed
+    x = torch.rand(2, 3, 64, 64)
+    assert all(torch.equal(a, b) for a, b in zip(f(x), g(x)))
+    with pytest.raises(FileNotFoundError, match="weights not found"):
         build_features(f"timm:vit_tiny_patch16_224:{tmp_path / 'nope.safetensors'}")

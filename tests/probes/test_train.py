@@ -8,7 +8,7 @@ import torch
 from ivnext_world.probes.depth import DepthHeadConfig, DepthProbeConfig, evaluate_depth_probe, load_depth_probe, train_depth_probe
 from ivnext_world.probes.depth.encoders import build_features
 from ivnext_world.probes.depth.evaluate import dynamic_mask, static_depth_map
-from ivnext_world.probes.depth.features import FrozenFeatures
+from ivnext_world.probes.depth.features import BackboneFeatures
 from ivnext_world.probes.depth.train import DepthDataConfig
 from ivnext_world.pretrain.epd import EPDConfig
 
@@ -56,7 +56,8 @@ def test_multilayer_heads_train_on_a_pretraining_checkpoint(depth_data, tiny_epd
     s = train_depth_probe(cfg)
     assert s["final_loss"] < s["first_loss"]
     probe, features, info = load_depth_probe(s["checkpoint"])
-    assert isinstance(features, FrozenFeatures) and info["layers"] == [0, 0, 1, 1]  # L/4.. L of 2 blocks
+    assert isinstance(features, BackboneFeatures) and features.backbone.kind == "ours"
+    assert info["layers"] == [0, 0, 1, 1]  # L/4.. L of 2 blocks
     assert info["encoder"]["spec"] == str(tiny_epd.resolve())
 
 

@@ -35,11 +35,12 @@ def slug(name: str) -> str:
 
 
 def _random_arch(specs: dict[str, str | None]) -> dict:
-    """The random-init baseline copies the architecture of the first pretrained encoder given."""
+    """The random-init baseline copies the architecture of the first of our pretrained encoders given."""
+    from ...backbones import is_backbone_spec
     from ...pretrain.run import resolve_checkpoint
 
     for spec in specs.values():
-        if spec and not str(spec).startswith("timm:"):
+        if spec and spec != "random" and not is_backbone_spec(str(spec)):
             return json.loads((resolve_checkpoint(spec) / "state.json").read_text())["extra"]["model"]
     return asdict(EPDConfig(decoder="none"))
 
@@ -63,8 +64,11 @@ def compare_depth_probes(
     encoders: dict[str, str | None], source: str, train_episodes: list[int], test_episodes: list[int], out_dir: str | Path,
     heads: tuple[str, ...] = HEAD_KINDS, steps: int = 300, head_cfg: DepthHeadConfig | None = None,
     loop: LoopConfig | None = None, eval_stride: int = 2, camera_key: str | None = None, random_model: dict | None = None,
+    img_size: int | None = None,
 ) -> dict:
-    """Train and score every (encoder, head); ``encoders``: name -> spec (None = random init, see :mod:`.encoders`)."""
+    """Train and score every (encoder, head); ``encoders``: name -> spec (None = random init; any backbone
+    spec, see :mod:`.encoders`). ``img_size``: frame side for every backbone but the random init (None:
+    each backbone's own)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if set(train_episodes) & set(test_episodes):
@@ -76,9 +80,11 @@ def compare_depth_probes(
     rows, sheet, frame = [], [], None
     static = static_depth_map(source, list(train_episodes), camera_key)
     for name, spec in encoders.items():
-        features, record = build_features(spec or "random", random_model, 0)
+        size = None if not spec or spec == "random" else img_size
+        features, record = build_features(spec or "random", random_model, 0, size)
         for kind in heads:
-            cfg = DepthProbeConfig(encoder=spec or "random", random_model=EPDConfig(**random_model), head=replace(head_cfg, kind=kind),
+            cfg = DepthProbeConfig(encoder=spec or "random", encoder_img_size=size,
+                                   random_model=EPDConfig(**random_model), head=replace(head_cfg, kind=kind),
                                    data=data, loop=replace(loop, steps=steps), out=str(out / slug(name) / kind))
             log.info("depth probe: %s / %s (%d steps)", name, kind, steps)
             summary = train_depth_probe(cfg, features, record)
@@ -99,6 +105,7 @@ def compare_depth_probes(
     sheet_png = depth_sheet(sheet, out / "depth_comparison.png", f"held-out episode {test_episodes[0]}, one frame")
     md = markdown_table(rows)
     result = {"source": source, "train_episodes": list(train_episodes), "test_episodes": list(test_episodes), "steps": steps,
+              "encoders": {name: spec or "random" for name, spec in encoders.items()},
               "eval_stride": eval_stride, "rows": rows, "depth_comparison": str(sheet_png),
               "markdown": str(out / "comparison.md"), "json": str(out / "comparison.json")}
     atomic_write_text(out / "comparison.md", f"# Depth probes on held-out episodes {list(test_episodes)} of {source}\n\n" + md)

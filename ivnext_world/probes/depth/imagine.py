@@ -38,12 +38,12 @@ KEYS = ("abs_rel", "rmse", "d1", "si_abs_rel", "chg_abs_rel", "chg_rmse", "chg_d
 
 
 def check_same_encoder(features, wm) -> None:
-    """The probe must have been trained on the world model's own (frozen) encoder."""
-    a, b = features.encoder.state_dict(), wm.encoder.state_dict()
+    """The probe must have been trained on the world model's own (frozen) backbone."""
+    a, b = features.backbone.state_dict(), wm.backbone.state_dict()
     same = a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
     if not same:
         raise ValueError("the depth probe was trained on a different encoder than the world model's: "
-                         "train the probe on the world model's encoder checkpoint (its Stage-1 run)")
+                         "train the probe on the world model's backbone (its Stage-1 run, or the same backbone spec)")
 
 
 @torch.no_grad()

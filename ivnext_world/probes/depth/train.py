@@ -40,7 +40,10 @@ class DepthDataConfig:
 
 @dataclass
 class DepthProbeConfig:
-    encoder: str = "random"  # "random" | pretraining run/checkpoint folder | "timm:<name>:<weights file>"
+    # "random" | pretraining run/checkpoint folder | official:<file> | vjepa2:<folder> | timm:<name>[:<file>]
+    # | hf:<folder> (ivnext_world.backbones)
+    encoder: str = "random"
+    encoder_img_size: Optional[int] = None  # frame side for the backbone; None: its own
     random_model: EPDConfig = field(default_factory=lambda: EPDConfig(decoder="none"))  # architecture of "random"
     random_seed: int = 0
     head: DepthHeadConfig = field(default_factory=DepthHeadConfig)
@@ -107,7 +110,7 @@ class DepthProbeObjective:
 
 def build_probe(cfg: DepthProbeConfig):
     """``(probe, features, encoder_record)`` for a config (probe freshly initialised)."""
-    features, record = build_features(cfg.encoder, asdict(cfg.random_model), cfg.random_seed)
+    features, record = build_features(cfg.encoder, asdict(cfg.random_model), cfg.random_seed, cfg.encoder_img_size)
     torch.manual_seed(cfg.loop.seed)
     return DepthProbe(cfg.head, features.embed_dim), features, record
 

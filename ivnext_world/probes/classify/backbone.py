@@ -179,13 +179,18 @@ class SingleFrame(FrozenBackbone):
 
 def load_backbone(
     spec: str, *, num_frames: int, img_size: int, random_model: dict | None = None, seed: int = 0,
-    temporal_embed: bool = True,
+    temporal_embed: bool = True, timm_kwargs: dict | None = None,
 ) -> FrozenBackbone:
     """Build the frozen backbone named by ``spec`` (see the module docstring) for clips of
-    ``num_frames`` frames at ``img_size`` px; input-size problems raise :class:`BackboneInputError`."""
+    ``num_frames`` frames at ``img_size`` px; input-size problems raise :class:`BackboneInputError`.
+
+    ``timm_kwargs`` go to ``timm.create_model`` for ``timm:`` and ``random:`` specs (e.g. a smaller
+    width and depth for a random-init baseline of the same size as the encoder it is compared with).
+    """
     if spec.startswith("frame:"):
         bb = SingleFrame(load_backbone(spec[len("frame:"):], num_frames=num_frames, img_size=img_size,
-                                       random_model=random_model, seed=seed, temporal_embed=temporal_embed))
+                                       random_model=random_model, seed=seed, temporal_embed=temporal_embed,
+                                       timm_kwargs=timm_kwargs))
     elif spec in ("", "random"):
         from ...pretrain.epd import EPDConfig, build_epd
 
@@ -199,10 +204,10 @@ def load_backbone(
 
         name = spec[len("random:"):]
         torch.manual_seed(seed)
-        enc = timm.create_model(name, pretrained=False, img_size=img_size, num_frames=num_frames)
-        bb = VideoBackbone(enc, img_size, {"spec": spec, "seed": seed})
+        enc = timm.create_model(name, pretrained=False, img_size=img_size, num_frames=num_frames, **(timm_kwargs or {}))
+        bb = VideoBackbone(enc, img_size, {"spec": spec, "seed": seed, "kwargs": dict(timm_kwargs or {})})
     elif spec.startswith("timm:"):
-        bb = _timm_backbone(spec, num_frames, img_size, seed, temporal_embed)
+        bb = _timm_backbone(spec, num_frames, img_size, seed, temporal_embed, dict(timm_kwargs or {}))
     else:
         from ...pretrain.run import load_epd, resolve_checkpoint
 
@@ -213,7 +218,7 @@ def load_backbone(
     return bb
 
 
-def _timm_backbone(spec: str, num_frames: int, img_size: int, seed: int, temporal_embed: bool) -> FrozenBackbone:
+def _timm_backbone(spec: str, num_frames: int, img_size: int, seed: int, temporal_embed: bool, extra: dict) -> FrozenBackbone:
     import timm
 
     from ...models import VideoViT
@@ -226,15 +231,15 @@ def _timm_backbone(spec: str, num_frames: int, img_size: int, seed: int, tempora
     if base not in timm.list_models():
         raise ValueError(f"backbone {spec!r}: timm has no model {base!r}")
     # Refuse an image size the architecture cannot tile before timm builds (or fails on) the model.
-    patch = _patch_size_from_name(base)
+    patch = extra.get("patch_size") or _patch_size_from_name(base)
     if patch is not None and img_size % patch:
         raise BackboneInputError(f"backbone {spec!r} cannot take the probe's clips ({num_frames} frames at "
                                  f"{img_size}x{img_size} px): {img_size} px is not a multiple of its {patch}-px patches")
     torch.manual_seed(seed)
-    kwargs = {"pretrained": weights is not None, "img_size": img_size}
+    kwargs = {"pretrained": weights is not None, "img_size": img_size, **extra}
     if weights is not None:
         kwargs["pretrained_cfg_overlay"] = {"file": weights}
-    record = {"spec": spec, "seed": seed}
+    record = {"spec": spec, "seed": seed, "kwargs": extra}
     if base.startswith("ivnext_vit_"):
         enc = timm.create_model(name, num_frames=num_frames, **kwargs)
         if isinstance(enc, VideoViT):

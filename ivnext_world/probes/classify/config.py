@@ -9,17 +9,18 @@ paper's encoder input (16 frames at 224 px) with V-JEPA 2's SSv2 view counts (se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from ...pretrain.epd import EPDConfig
 from ...train import LoopConfig
 
 
 def _tiny_encoder() -> EPDConfig:
-    # A width-96, 4-block encoder on 64 px clips, 16 px patches, 2-frame tubelets: 64 tokens per
-    # 8-frame clip, cheap enough for the whole evidence table on two CPU cores.
+    # A width-64, 4-block encoder on 64 px clips, 16 px patches, 2-frame tubelets: 64 tokens per
+    # 8-frame clip, cheap enough for the whole evidence table on two CPU cores (the README's
+    # pretraining commands build the same architecture).
     return EPDConfig(img_size=64, num_frames=8, patch_size=16, tubelet_size=2, decoder="none",
-                     encoder_kwargs={"embed_dim": 96, "depth": 4, "num_heads": 4, "pool_num_heads": 4})
+                     encoder_kwargs={"embed_dim": 64, "depth": 4, "num_heads": 4, "pool_num_heads": 4})
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ClassifyDataConfig:
     flip: bool = False  # off: left/right is part of the label for robot motion
     short_clip: str = "pad"  # pad | error
     on_error: str = "skip"  # the loaders' bad-video policy: skip | raise
+    max_failures: Optional[int] = 50  # per split: stop once more videos than this failed (None: no limit)
+    max_failure_fraction: Optional[float] = 0.1  # per split: stop once this fraction failed (None: no limit)
     num_workers: int = 0  # decoding workers for feature extraction
 
 
@@ -62,6 +65,9 @@ class ClassifyConfig:
     backbone: str = "random"  # random | random:<preset> | run/checkpoint folder | timm:<model>[:<file>] | frame:<spec>
     random_model: EPDConfig = field(default_factory=_tiny_encoder)  # architecture of "random"
     random_seed: int = 0
+    # timm specs: extra timm.create_model arguments, e.g. {embed_dim: 64, depth: 4, num_heads: 4} for a
+    # random-init image model as small as the video encoder it is compared with
+    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)
     temporal_embed: bool = True  # per-frame image backbones: add a sin-cos frame-index embedding
     data: ClassifyDataConfig = field(default_factory=ClassifyDataConfig)
     heads: HeadGridConfig = field(default_factory=HeadGridConfig)

@@ -51,7 +51,8 @@ def build_views(cfg: ClassifyConfig, items, backbone, mode: str, train_views: in
     return ClipViews(items, num_frames=d.num_frames, frame_step=d.frame_step, resolution=d.resolution,
                      mean=backbone.mean, std=backbone.std, views=mode, clips=d.eval_clips, crops=d.eval_crops,
                      train_views=train_views or d.train_views, train_scale=d.train_scale, flip=d.flip,
-                     short_clip=d.short_clip, on_error=d.on_error)
+                     short_clip=d.short_clip, on_error=d.on_error, max_failures=d.max_failures,
+                     max_failure_fraction=d.max_failure_fraction)
 
 
 def run_classify(cfg: ClassifyConfig) -> dict:
@@ -61,7 +62,8 @@ def run_classify(cfg: ClassifyConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data
     backbone = load_backbone(cfg.backbone, num_frames=d.num_frames, img_size=d.resolution,
-                             random_model=asdict(cfg.random_model), seed=cfg.random_seed, temporal_embed=cfg.temporal_embed)
+                             random_model=asdict(cfg.random_model), seed=cfg.random_seed, temporal_embed=cfg.temporal_embed,
+                             timm_kwargs=dict(cfg.backbone_kwargs))
     splits, classes = load_splits({"train": d.train, "val": d.val, "test": d.test}, d.classes, d.label_column, d.camera_key,
                                   {"train": d.train_episodes, "val": d.val_episodes, "test": d.test_episodes})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

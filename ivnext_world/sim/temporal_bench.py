@@ -54,9 +54,13 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class TemporalBenchConfig:
-    image_size: int = 64  # square frames; the fingertip is ~3 px wide at 64 px
+    image_size: int = 64  # side of the stored square frames
+    # Render at render_scale x image_size and keep the square around the workspace (the table area the
+    # fingertip can reach), resized to image_size: the fixed camera shows much floor and wall, and the
+    # fingertip is ~6 px wide in the zoomed frame instead of ~3 px. 1: the camera's full frame.
+    render_scale: int = 2
     frames: int = 16  # frames per clip (25 fps: 0.64 s)
-    train_per_class: int = 32
+    train_per_class: int = 64
     val_per_class: int = 8
     test_per_class: int = 16
     # Fingertip speed in units of the env's full step (0.02 m per 40 ms step). Slow enough that a
@@ -116,6 +120,37 @@ def plan_clip(cfg: TemporalBenchConfig, episode: int, half: float) -> tuple[int,
     return label, action, rng.uniform(-half, half, size=2)
 
 
+def workspace_window(intrinsics: np.ndarray, extrinsics: np.ndarray, size: int, workspace: float, height: float,
+                     margin: float = 0.06) -> tuple[int, int, int]:
+    """``(x0, y0, side)``: the square (in pixels of a ``size`` frame) around the projection of the
+    workspace square ``|x|, |y| <= workspace`` at ``height``, ``margin`` wider, kept inside the frame."""
+    corners = np.array([[sx * workspace, sy * workspace, height, 1.0] for sx in (-1, 1) for sy in (-1, 1)])
+    cam = (extrinsics @ corners.T)[:3]  # (3, 4) camera frame
+    uv = (intrinsics @ cam)[:2] / (intrinsics @ cam)[2]  # (2, 4) pixel centres
+    lo, hi = uv.min(1), uv.max(1)
+    side = int(min(size, np.ceil((hi - lo).max() * (1 + margin))))
+    x0, y0 = (np.clip(np.round((lo + hi) / 2 - side / 2), 0, size - side)).astype(int)
+    return int(x0), int(y0), side
+
+
+def crop_resize(clip: "Clip", window: tuple[int, int, int], out: int) -> "Clip":
+    """Crop every frame to ``window`` and resize to ``out`` px: RGB with Pillow's antialiased bilinear
+    filter, depth by nearest sample (no invented depths at edges), intrinsics moved and scaled to match."""
+    from PIL import Image
+
+    x0, y0, side = window
+    s = out / side
+    rgb = np.stack([np.asarray(Image.fromarray(f[y0:y0 + side, x0:x0 + side]).resize((out, out), Image.BILINEAR)) for f in clip.rgb])
+    idx = np.minimum(((np.arange(out) + 0.5) / s).astype(int), side - 1)
+    depth = clip.depth[:, y0 + idx[:, None], x0 + idx[None, :]]
+    k = clip.intrinsics.copy()
+    k[:, 0, 0] *= s
+    k[:, 1, 1] *= s
+    k[:, 0, 2] = (k[:, 0, 2] - x0 + 0.5) * s - 0.5  # pixel centres (OpenCV convention)
+    k[:, 1, 2] = (k[:, 1, 2] - y0 + 0.5) * s - 0.5
+    return Clip(**{**clip.__dict__, "rgb": rgb, "depth": depth.astype(np.float32), "intrinsics": k})
+
+
 def render_clip(env, episode: int, cfg: TemporalBenchConfig) -> Clip:
     """Clip ``episode`` (see :func:`plan_clip`), the env reset with ``cfg.seed + episode`` (goal marker)."""
     env.reset(seed=cfg.seed + episode)  # random goal marker (the distractor)
@@ -139,10 +174,15 @@ def render_clip(env, episode: int, cfg: TemporalBenchConfig) -> Clip:
         if t < cfg.frames - 1:
             obs, _, _, _, info = env.step(action)
     a = {k: np.stack(v) for k, v in rows.items()}
-    return Clip(rgb=a["rgb"], depth=a["depth"].astype(np.float32), intrinsics=a["intrinsics"].astype(np.float32),
+    clip = Clip(rgb=a["rgb"], depth=a["depth"].astype(np.float32), intrinsics=a["intrinsics"].astype(np.float32),
                 extrinsics=a["extrinsics"].astype(np.float32), proprio=a["proprio"].astype(np.float32),
                 actions=np.repeat(action[None], cfg.frames, 0), ee_pos=a["ee_pos"].astype(np.float32),
                 goal_pos=a["goal_pos"].astype(np.float32), label=label)
+    if cfg.render_scale > 1:
+        size = clip.rgb.shape[1]
+        window = workspace_window(clip.intrinsics[0], clip.extrinsics[0], size, u.WORKSPACE, float(clip.ee_pos[0, 2]))
+        clip = crop_resize(clip, window, cfg.image_size)
+    return clip
 
 
 def make_temporal_bench(cfg: TemporalBenchConfig) -> dict:
@@ -154,7 +194,9 @@ def make_temporal_bench(cfg: TemporalBenchConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     splits = split_episodes(cfg)
     total = sum(len(v) for v in splits.values())
-    env = make_env("reach", cfg.image_size, max_episode_steps=cfg.frames + 1)
+    if cfg.render_scale < 1:
+        raise ValueError(f"render_scale must be >= 1, got {cfg.render_scale}")
+    env = make_env("reach", cfg.image_size * cfg.render_scale, max_episode_steps=cfg.frames + 1)
     writer = LeRobotWriter(out, fps=int(env.metadata.get("render_fps", 25)), robot_type=f"ivnext_reach_{NAME}",
                            camera_keys=[SCENE_KEY], image_size=(cfg.image_size, cfg.image_size), action_dim=2, state_dim=4)
     todo = [i for i in range(total) if cfg.overwrite or not writer.is_complete(i)]

@@ -61,6 +61,28 @@ def test_rendered_clips_execute_the_plan(bench):
         assert min(abs(angle - 45 * label), 360 - abs(angle - 45 * label)) <= cfg.jitter_deg + 0.5
 
 
+def test_zoomed_frames_keep_the_camera_model(bench):
+    """Frames are cropped to the workspace and resized; the stored intrinsics move with them, so the
+    fingertip's 3D position projects onto the orange fingertip in the stored frame."""
+    from ivnext_world.sim.collection import make_env
+    from ivnext_world.sim.temporal_bench import render_clip
+
+    cfg, _ = bench
+    env = make_env("reach", cfg.image_size * cfg.render_scale, cfg.frames + 1)
+    try:
+        for ep in (0, 3):
+            clip = render_clip(env, ep, cfg)
+            assert clip.rgb.shape == (cfg.frames, 32, 32, 3) and clip.depth.shape == (cfg.frames, 32, 32)
+            for t in (0, cfg.frames - 1):
+                cam = clip.extrinsics[t] @ np.r_[clip.ee_pos[t], 1.0]
+                uv = (clip.intrinsics[t] @ cam[:3])[:2] / (clip.intrinsics[t] @ cam[:3])[2]
+                rgb = clip.rgb[t].astype(int)
+                ys, xs = np.nonzero((rgb[..., 0] > 150) & (rgb[..., 1] < 130) & (rgb[..., 2] < 100))  # the orange tip
+                assert len(xs) and np.hypot(xs.mean() - uv[0], ys.mean() - uv[1]) < 1.5, (uv, xs.mean(), ys.mean())
+    finally:
+        env.close()
+
+
 def test_benchmark_files_are_balanced_held_out_and_readable_by_the_probe(bench):
     cfg, meta = bench
     root = meta["config"]["out"]

@@ -9,37 +9,54 @@ import torch
 
 from ivnext_world.probes.classify import load_backbone, load_splits
 from ivnext_world.sim.temporal_bench import (
-    DIRECTIONS, TemporalBenchConfig, centre_half_side, knn_accuracy, label_leak_check, make_temporal_bench, plan_clip,
-    split_episodes,
+    ARM_CLASSES, DIRECTIONS, KINDS, TemporalBenchConfig, centre_half_side, knn_accuracy, label_leak_check,
+    make_temporal_bench, plan_arm_clip, plan_clip, split_episodes,
 )
 
 
-def test_single_frame_is_near_chance_while_the_true_motion_separates_the_classes():
-    """Over thousands of planned clips (no rendering needed: the plan is what the renderer executes,
-    see the next test): the fingertip position in the centre frame, everything a single frame shows
-    of the motion, predicts the class at chance; the displacement over the clip predicts it exactly."""
-    cfg = TemporalBenchConfig()
-    half = centre_half_side(cfg)
-    plans = [plan_clip(cfg, i, half) for i in range(4000)]
+def planned(kind: str, n: int = 4000):
+    """``(label, centre-frame pose, first-frame pose, true motion)`` of ``n`` planned clips (no rendering:
+    rendering is kinematic playback of the plan, see test_rendered_clips_execute_the_plan)."""
+    cfg = TemporalBenchConfig(kind=kind)
+    if kind == "arm8":
+        plans = [plan_arm_clip(cfg, i) for i in range(n)]
+        omega, centre = np.stack([p[1] for p in plans]), np.stack([p[2] for p in plans])
+        motion = omega * (cfg.frames - 1)
+
+        def pose(q):  # what one frame shows of the arm: the shoulder angle on the circle, the elbow angle
+            return np.stack([np.cos(q[:, 0]), np.sin(q[:, 0]), q[:, 1]], 1)
+    else:
+        half = centre_half_side(cfg)
+        plans = [plan_clip(cfg, i, half) for i in range(n)]
+        centre = np.stack([p[2] for p in plans])
+        motion = np.stack([p[1] for p in plans]) * 0.02 * (cfg.frames - 1)  # metres over the clip
+
+        def pose(q):
+            return q
     label = np.array([p[0] for p in plans])
-    centre = np.stack([p[2] for p in plans])
-    motion = np.stack([p[1] for p in plans]) * 0.02 * (cfg.frames - 1)  # metres over the clip
+    return label, pose(centre), pose(centre - motion / 2), motion
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_single_frame_is_near_chance_while_the_true_motion_separates_the_classes(kind):
+    """Over thousands of planned clips: the pose in the centre frame (everything one frame shows of the
+    motion; the distractor is drawn independently by the env) predicts the class at chance, the pose
+    change over the clip predicts it exactly."""
+    label, centre, first, motion = planned(kind)
     assert np.bincount(label).tolist() == [500] * 8  # balanced
-    first = centre - motion / 2
     tr, te = slice(0, 3000), slice(3000, None)
-    chance = 1 / 8
     single = knn_accuracy(centre[tr], label[tr], centre[te], label[te], k=25)
     oracle = knn_accuracy(motion[tr], label[tr], motion[te], label[te], k=25)
-    assert abs(single - chance) < 0.04, single  # 1000 test clips: binomial sd ~0.01
+    assert abs(single - 1 / 8) < 0.04, single  # 1000 test clips: binomial sd ~0.01
     assert oracle > 0.99, oracle
-    # frames away from the centre carry a weak position cue (clips end inside the workspace); it stays small
+    # frames away from the centre carry a weak cue near joint / workspace limits; it stays small
     assert knn_accuracy(first[tr], label[tr], first[te], label[te], k=25) < 0.3
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    cfg = TemporalBenchConfig(image_size=32, frames=8, train_per_class=2, val_per_class=1, test_per_class=1,
-                              out=str(tmp_path_factory.mktemp("bench") / "motion8"))
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def bench(request, tmp_path_factory):
+    cfg = TemporalBenchConfig(kind=request.param, image_size=32, frames=8, train_per_class=2, val_per_class=1,
+                              test_per_class=1, out=str(tmp_path_factory.mktemp("bench") / request.param))
     return cfg, make_temporal_bench(cfg)
 
 
@@ -48,26 +65,34 @@ def test_rendered_clips_execute_the_plan(bench):
 
     cfg, meta = bench
     ds = LeRobotDataset(cfg.out)
-    half = centre_half_side(cfg)
+    classes = KINDS[cfg.kind][2]
     for ep in range(0, 32, 5):
-        label, action, centre = plan_clip(cfg, ep, half)
         table = ds.episode_table(ep)
-        ee = table["observation.ee_pos"][:, :2]
-        assert int(table["label"][0]) == label and ds.task(ep) == DIRECTIONS[label]
-        steps = np.diff(ee, axis=0)
-        np.testing.assert_allclose(steps, np.repeat(action[None] * 0.02, len(steps), 0), atol=2e-4)  # constant velocity
-        np.testing.assert_allclose(ee.mean(0), centre, atol=1e-3)  # the clip is centred where planned
-        angle = np.degrees(np.arctan2(*(ee[-1] - ee[0])[::-1])) % 360
-        assert min(abs(angle - 45 * label), 360 - abs(angle - 45 * label)) <= cfg.jitter_deg + 0.5
+        if cfg.kind == "arm8":
+            label, omega, centre = plan_arm_clip(cfg, ep)
+            q = table["observation.joint_angles"]
+            np.testing.assert_allclose(np.diff(q, axis=0), np.repeat(omega[None], len(q) - 1, 0), atol=1e-5)
+            np.testing.assert_allclose(q.mean(0), centre, atol=1e-5)
+            assert np.all(np.abs(q[:, 1]) < 3.0)  # the elbow stays inside its joint range
+            assert np.array_equal(np.sign(omega), np.array(((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))[label]))
+        else:
+            label, action, centre = plan_clip(cfg, ep, centre_half_side(cfg))
+            ee = table["observation.ee_pos"][:, :2]
+            steps = np.diff(ee, axis=0)
+            np.testing.assert_allclose(steps, np.repeat(action[None] * 0.02, len(steps), 0), atol=2e-4)  # constant velocity
+            np.testing.assert_allclose(ee.mean(0), centre, atol=1e-3)  # the clip is centred where planned
+            angle = np.degrees(np.arctan2(*(ee[-1] - ee[0])[::-1])) % 360
+            assert min(abs(angle - 45 * label), 360 - abs(angle - 45 * label)) <= cfg.jitter_deg + 0.5
+        assert int(table["label"][0]) == label and ds.task(ep) == classes[label]
 
 
-def test_zoomed_frames_keep_the_camera_model(bench):
+def test_zoomed_frames_keep_the_camera_model():
     """Frames are cropped to the workspace and resized; the stored intrinsics move with them, so the
     fingertip's 3D position projects onto the orange fingertip in the stored frame."""
     from ivnext_world.sim.collection import make_env
     from ivnext_world.sim.temporal_bench import render_clip
 
-    cfg, _ = bench
+    cfg = TemporalBenchConfig(kind="motion8", image_size=32, frames=8)  # motion8: an orange fingertip to find
     env = make_env("reach", cfg.image_size * cfg.render_scale, cfg.frames + 1)
     try:
         for ep in (0, 3):
@@ -86,18 +111,19 @@ def test_zoomed_frames_keep_the_camera_model(bench):
 def test_benchmark_files_are_balanced_held_out_and_readable_by_the_probe(bench):
     cfg, meta = bench
     root = meta["config"]["out"]
+    names = list(ARM_CLASSES if cfg.kind == "arm8" else DIRECTIONS)
     splits = split_episodes(cfg)
     assert meta["splits"] == splits and not (set(splits["train"]) & set(splits["test"]))
-    assert (json.loads(open(f"{root}/benchmark.json").read())["classes"]) == list(DIRECTIONS)
+    assert (json.loads(open(f"{root}/benchmark.json").read())["classes"]) == names
     rows = {s: list(csv.DictReader(open(f"{root}/{s}.csv"))) for s in ("train", "val", "test")}
     for s, per in (("train", 2), ("val", 1), ("test", 1)):
-        assert sorted(r["label"] for r in rows[s]) == sorted(DIRECTIONS * per)
+        assert sorted(r["label"] for r in rows[s]) == sorted(names * per)
     # the same labels through the manifest and through the LeRobot folder's label column / task strings
     by_manifest, classes = load_splits({"train": f"{root}/train.csv", "test": f"{root}/test.csv"}, f"{root}/classes.txt")
     by_column, _ = load_splits({"train": root, "test": root}, f"{root}/classes.txt", label_column="label",
                                episodes={"train": splits["train"], "test": splits["test"]})
     by_task, task_classes = load_splits({"train": root}, None, label_column="task_index", episodes={"train": splits["train"]})
-    assert classes == list(DIRECTIONS)
+    assert classes == names
     assert [it.label for it in by_manifest["test"].items] == [it.label for it in by_column["test"].items]
     assert [task_classes[it.label] for it in by_task["train"].items] == [classes[it.label] for it in by_manifest["train"].items]
     leak = label_leak_check(root)

@@ -25,6 +25,8 @@ _SCHEMAS = {
     "depth": "ivnext_world.probes.depth.train:DepthProbeConfig",
     "plan_eval": "ivnext_world.planning.evaluate:PlanEvalConfig",
     "bc": "ivnext_world.policies.bc:BCConfig",
+    "temporal_bench": "ivnext_world.sim.temporal_bench:TemporalBenchConfig",
+    "classify": "ivnext_world.probes.classify.config:ClassifyConfig",
 }
 
 

@@ -31,6 +31,7 @@ JOBS: dict[str, JobSpec] = {
     "depth": JobSpec("depth", "ivnext_world.probes.depth.train:train_depth_probe"),
     "bc": JobSpec("bc", "ivnext_world.policies.bc:train_bc"),
     "plan_eval": JobSpec("plan_eval", "ivnext_world.planning.evaluate:run_plan_eval"),
+    "classify": JobSpec("classify", "ivnext_world.probes.classify.run:run_classify"),
 }
 
 

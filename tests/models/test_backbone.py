@@ -126,8 +126,11 @@ def test_vjepa2_matches_transformers(tmp_path):
     out = bb.encode(x, layers=[0, 1, 2])
     per_frame = normalised(x, IMAGENET_MEAN, IMAGENET_STD).flatten(0, 1)  # (4, 3, 32, 32)
     layer_out = {}
-    hooks = [layer.register_forward_hook(lambda m, i, o, k=k: layer_out.__setitem__(k, o[0] if isinstance(o, tuple) else o))
-             for k, layer in enumerate(ref.encoder.layer)]
+
+    def keep(k):
+        return lambda m, i, o: layer_out.__setitem__(k, o[0] if isinstance(o, tuple) else o)
+
+    hooks = [layer.register_forward_hook(keep(k)) for k, layer in enumerate(ref.encoder.layer)]
     with torch.no_grad():  # each frame as a clip of itself repeated over the tubelet
         want = ref(pixel_values_videos=per_frame.unsqueeze(1).repeat(1, 2, 1, 1, 1), skip_predictor=True)
     for h in hooks:

@@ -85,7 +85,8 @@ def _seeded(seed: int):
         yield
 
 
-def load_backbone(spec: str, img_size: int | None = None, *, seed: int = 0, random_model: dict | None = None) -> Backbone:
+def load_backbone(spec: str, img_size: int | None = None, *, seed: int = 0,
+                  random_model: dict | None = None) -> Backbone:
     """Build the frozen backbone a spec names (see the module docstring), in eval mode on the CPU.
 
     Args:

@@ -85,7 +85,8 @@ class Backbone(nn.Module):
                                      f"{patch_size}-px patches")
         self.spec, self.record = spec, dict(record)
         self.img_size, self.patch_size, self.tubelet_size = int(img_size), int(patch_size), int(tubelet_size)
-        self.embed_dim, self.pool_dim, self.depth, self.num_heads = int(embed_dim), int(pool_dim), int(depth), int(num_heads)
+        self.embed_dim, self.pool_dim = int(embed_dim), int(pool_dim)
+        self.depth, self.num_heads = int(depth), int(num_heads)
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.is_pretrained = is_pretrained

@@ -13,7 +13,6 @@ mean of the patch tokens. Normalisation: ImageNet mean/std (its video processor)
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -23,8 +22,6 @@ from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .base import Backbone, BackboneInputError, BackboneOutput
 
 __all__ = ["VJEPA2Backbone"]
-
-log = logging.getLogger(__name__)
 
 
 def read_vjepa2_config(folder: Path) -> dict:

@@ -126,8 +126,11 @@ def test_vjepa2_matches_transformers(tmp_path):
     out = bb.encode(x, layers=[0, 1, 2])
     per_frame = normalised(x, IMAGENET_MEAN, IMAGENET_STD).flatten(0, 1)  # (4, 3, 32, 32)
     layer_out = {}
-    hooks = [layer.register_forward_hook(lambda m, i, o, k=k: layer_out.__setitem__(k, o[0] if isinstance(o, tuple) else o))
-             for k, layer in enumerate(ref.encoder.layer)]
+
+    def keep(k):
+        return lambda m, i, o: layer_out.__setitem__(k, o[0] if isinstance(o, tuple) else o)
+
+    hooks = [layer.register_forward_hook(keep(k)) for k, layer in enumerate(ref.encoder.layer)]
     with torch.no_grad():  # each frame as a clip of itself repeated over the tubelet
         want = ref(pixel_values_videos=per_frame.unsqueeze(1).repeat(1, 2, 1, 1, 1), skip_predictor=True)
     for h in hooks:
@@ -262,3 +265,26 @@ def test_bad_specs_fail_before_compute_naming_the_file(tmp_path):
         load_backbone(f"timm:vit_small_patch14_dinov2:{missing}")
     with pytest.raises(FileNotFoundError, match="no such pretraining run"):
         load_backbone(str(tmp_path / "no_run"))
+
+
+@pytest.mark.slow
+def test_dino_wm_geometry_flows_through_the_world_model():
+    """DINOv2 ViT-S/14 at 224 px as DINO-WM runs it: a 16x16 grid of 384-wide patch tokens, no cls,
+    through the action-conditioned predictor's encode -> cached rollout."""
+    from ivnext_world.world_model import ACPredictorConfig, ActionConditionedPredictor, NormStats, WorldModel
+
+    bb = load_backbone("timm:vit_small_patch14_dinov2", img_size=224)  # the random-init baseline
+    torch.manual_seed(0)
+    pred = ActionConditionedPredictor(ACPredictorConfig(enc_dim=384, tokens_per_frame=256, action_dim=2,
+                                                        embed_dim=32, depth=1, num_heads=2, max_frames=8))
+    torch.nn.init.normal_(pred.output_proj.weight, std=0.05)
+    wm = WorldModel(bb, pred, NormStats([0.0, 0.0], [1.0, 1.0]))
+    assert (wm.tokens_per_frame, wm.num_prefix_tokens, wm.embed_dim) == (256, 0, 384)
+    z = wm.encode(frames(256, b=1, t=2))  # 256 px frames -> 224 centre crop
+    assert z.shape == (1, 2, 256, 384)
+    acts = torch.randn(2, 2, 2, generator=torch.Generator().manual_seed(0))
+    out = wm.rollout(z, acts)
+    assert out.shape == (2, 2, 256, 384)
+    torch.testing.assert_close(out, wm.rollout(z, acts, use_cache=False), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="another backbone or size"):  # a predictor for another token count
+        WorldModel(bb, pred, NormStats([0.0, 0.0], [1.0, 1.0]), pool=2)

@@ -124,7 +124,8 @@ def test_world_model_planning_and_depth_probe_on_backbone(kind, push_data, tmp_p
     # The probe's last-layer map is the world model's latent patch tokens, so it reads imagined latents.
     x = wm._transform((item["frames"][:1] * 255).round().to(torch.uint8))  # the world model's input frame
     maps = features(x, normalised=True)
-    torch.testing.assert_close(maps[-1].flatten(2).transpose(1, 2), z[0, :1, wm.num_prefix_tokens:], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(maps[-1].flatten(2).transpose(1, 2), z[0, :1, wm.num_prefix_tokens:],
+                               atol=1e-4, rtol=1e-4)
     from ivnext_world.probes.depth import imagined_depth
 
     imag = imagined_depth(probe, features, wm, str(push_data), [3], context=1, horizon=2, max_windows=1)
@@ -177,4 +178,5 @@ def test_moved_or_changed_backbone_files(push_data, tmp_path, one_torch_thread):
     with pytest.raises(ValueError, match="other weights"):
         WorldModel.load(tmp_path / "wm")
     enc_only = WorldModel.load(f"hf:{moved}")
-    assert enc_only.predictor is None and enc_only.encode(torch.zeros(1, 1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 1, 16, 32)
+    assert enc_only.predictor is None
+    assert enc_only.encode(torch.zeros(1, 1, 3, 64, 64, dtype=torch.uint8)).shape == (1, 1, 16, 32)

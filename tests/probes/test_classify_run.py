@@ -1,5 +1,6 @@
 """``run_classify`` end to end on tiny videos: outputs, multi-view averaging, exact resume, CLI and launcher."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -134,3 +135,17 @@ def test_launcher_knows_the_classify_job(videos, tmp_path):
     assert job_spec("classify").function() is run_classify
     rc = launch_main(["classify", "launcher=slurm", f"out={tmp_path}", "classify_preset=vjepa2_ssv2", "--dry-run"])
     assert rc == 0
+
+
+@pytest.mark.slow
+def test_main_job_hook_renders_the_benchmark_and_tables_every_backbone(tiny_epd, tmp_path):
+    """``run_classify_probe`` (what the main job calls): the benchmark at the encoder's input size, then
+    random init, the given checkpoint, a per-frame ViT and the single-frame baseline, three head kinds each."""
+    from ivnext_world.probes.classify import run_classify_probe
+
+    res = run_classify_probe({"random init": None, "Stage 1": str(tiny_epd)}, tmp_path, steps=2, clips_per_class=(1, 1, 1))
+    names = [r["backbone"] for r in res["rows"]]
+    assert names == ["random init", "Stage 1", "per-frame ViT (random init)", "single frame (random init)"]
+    assert all(set(("linear", "pooler", "attentive")) <= set(r) for r in res["rows"])
+    assert (tmp_path / "bench" / "benchmark.json").is_file() and (tmp_path / "comparison.md").is_file()
+    assert all(Path(p).is_file() for p in res["images"]) and set(res["table"]) == set(names)

@@ -27,7 +27,7 @@ moved with the crop), so the moving parts fill more of the small frames.
 Layout written to ``out`` (the loaders and ``ivnext-pretrain`` read it like any collection):
 
 - a LeRobot v2.1 dataset (``meta/``, ``data/``, ``videos/``, depth) whose task string is the class
-  name, with per-step columns ``label`` (class index), ``observation.ee_pos``, ``observation.goal_pos``
+  name, with per-step columns ``label`` (class index), ``ground_truth.ee_pos``, ``ground_truth.goal_pos``
   and, for ``arm8``, ``observation.joint_angles``; ``action`` holds the planned per-frame motion;
 - ``train.csv``, ``val.csv``, ``test.csv``: ``path,label`` manifests (label = class name) over
   disjoint episodes (the test clips are held-out episodes), each class equally often;
@@ -230,8 +230,15 @@ def render_arm_clip(env, episode: int, cfg: TemporalBenchConfig) -> Clip:
     sim = env.unwrapped
     # The adapter's own observation and info functions: the same camera, proprio and body positions
     # as env.step, for a state we set ourselves.
-    observe, add_info = env.get_wrapper_attr("_observe"), env.get_wrapper_attr("_add_info")
-    qidx, vidx = env.get_wrapper_attr("_qpos_idx"), env.get_wrapper_attr("_qvel_idx")
+    from envs.gym_adapters import GymAdapter
+
+    adapter = env
+    while not isinstance(adapter, GymAdapter):
+        adapter = adapter.env
+    observe = lambda: adapter.observe(sim._get_obs(), {})  # noqa: E731
+    add_info = lambda info: adapter._add_info(sim._get_obs(), info)  # noqa: E731
+    joints = [sim.model.joint(name) for name in ("joint0", "joint1")]  # Reacher's two actuated hinges
+    qidx, vidx = [int(j.qposadr[0]) for j in joints], [int(j.dofadr[0]) for j in joints]
     rows: dict[str, list] = {k: [] for k in ("rgb", "depth", "intrinsics", "extrinsics", "proprio", "ee_pos", "goal_pos", "joints")}
     for t in range(cfg.frames):
         angles = centre + (t - (cfg.frames - 1) / 2) * omega
@@ -278,8 +285,8 @@ def make_temporal_bench(cfg: TemporalBenchConfig) -> dict:
     try:
         for i in tqdm(todo, desc=f"render {name}", unit="clip", dynamic_ncols=True):
             clip = render(env, i, cfg)
-            extra = {"label": np.full(cfg.frames, clip.label, np.float32), "observation.ee_pos": clip.ee_pos,
-                     "observation.goal_pos": clip.goal_pos}
+            extra = {"label": np.full(cfg.frames, clip.label, np.float32), "ground_truth.ee_pos": clip.ee_pos,
+                     "ground_truth.goal_pos": clip.goal_pos}
             if clip.joints is not None:
                 extra["observation.joint_angles"] = clip.joints
             writer.write_episode(
@@ -319,8 +326,8 @@ def ground_truth(root: str | Path, episodes: list[int]) -> dict[str, np.ndarray]
     tables = [ds.episode_table(ep) for ep in episodes]
     out = {
         "label": np.array([int(t["label"][0]) for t in tables]),
-        "ee": np.stack([t["observation.ee_pos"][:, :2] for t in tables]),
-        "goal": np.stack([t["observation.goal_pos"][0, :2] for t in tables]),
+        "ee": np.stack([t["ground_truth.ee_pos"][:, :2] for t in tables]),
+        "goal": np.stack([t["ground_truth.goal_pos"][0, :2] for t in tables]),
     }
     if "observation.joint_angles" in tables[0]:
         out["joints"] = np.stack([t["observation.joint_angles"] for t in tables])

@@ -77,7 +77,7 @@ def test_rendered_clips_execute_the_plan(bench):
             assert np.array_equal(np.sign(omega), np.array(((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))[label]))
         else:
             label, action, centre = plan_clip(cfg, ep, centre_half_side(cfg))
-            ee = table["observation.ee_pos"][:, :2]
+            ee = table["ground_truth.ee_pos"][:, :2]
             steps = np.diff(ee, axis=0)
             np.testing.assert_allclose(steps, np.repeat(action[None] * 0.02, len(steps), 0), atol=2e-4)  # constant velocity
             np.testing.assert_allclose(ee.mean(0), centre, atol=1e-3)  # the clip is centred where planned

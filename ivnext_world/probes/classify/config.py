@@ -52,7 +52,9 @@ class ClassifyDataConfig:
 @dataclass
 class HeadGridConfig:
     kinds: List[str] = field(default_factory=lambda: ["linear", "pooler", "attentive"])
-    lrs: List[float] = field(default_factory=lambda: [3e-3, 1e-3])
+    # V-JEPA 2's grid tops out at 5e-3 for ~13k steps; in a few hundred CPU steps its attention heads
+    # do not leave the uniform-attention start at 3e-3 (measured: loss flat at ln 8 for 300 steps)
+    lrs: List[float] = field(default_factory=lambda: [1e-2, 3e-3])
     weight_decays: List[float] = field(default_factory=lambda: [0.01])
     depth: int = 4  # blocks of the attentive probe (the last is the cross-attention block)
     num_heads: Optional[int] = None  # attention heads of the probes; None: the backbone's
@@ -78,6 +80,6 @@ class ClassifyConfig:
     # Per-head lrs come from heads.lrs (absolute, not scaled by batch); base_lr and weight_decay here
     # are unused. clip_grad must stay 0 (a joint clip couples the heads). Cosine to 0, no warmup (V-JEPA 2).
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(
-        steps=300, batch_size=32, num_workers=0, warmup_steps=0, min_lr_ratio=0.0, clip_grad=0.0,
+        steps=600, batch_size=16, num_workers=0, warmup_steps=0, min_lr_ratio=0.0, clip_grad=0.0,
         ckpt_every=100, log_every=10))
     out: str = "outputs/classify"

@@ -19,8 +19,8 @@ import time
 import torch
 
 MODELS = {
-    "base": ["model.encoder=ivnext_vit_base_patch14_224", "model.drop_path=0.1", "teacher.model=vit_base_patch16_siglip_224"],
-    "large": ["model.encoder=ivnext_vit_large_patch14_224", "model.drop_path=0.2", "teacher.model=vit_large_patch16_siglip_256"],
+    "base": ["model.encoder=ivnext_vit_base_patch14_224", "model.drop_path=0.1", "teacher.model=vit_base_patch16_siglip_224", "teacher.allow_random=true"],
+    "large": ["model.encoder=ivnext_vit_large_patch14_224", "model.drop_path=0.2", "teacher.model=vit_large_patch16_siglip_256", "teacher.allow_random=true"],
 }
 COMMON = ["model.img_size=224", "model.num_frames=16", "model.predictor_dim=1024", "model.predictor_depth=5",
           "model.predictor_heads=16", "model.decoder_width=1536", "model.decoder_depth=6"]

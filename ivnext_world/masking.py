@@ -10,6 +10,7 @@ batch has the same number of visible tokens, so the encoder can run on a dense
 Generators:
 
 - :func:`random_tube_mask`: one random spatial mask repeated over all frames (VideoMAE tubes).
+- :func:`motion_guided_mask`: moving tokens masked more often (Stage 1 without a teacher, optional).
 - :func:`attention_guided_mask`: Stage 1's mask. Per frame, the visible tokens are sampled
   without replacement with probability proportional to the frozen image teacher's pooling
   attention, so salient tokens tend to stay visible (the official code does the same with
@@ -111,6 +112,23 @@ def attention_guided_mask(
     gumbel = -torch.log(-torch.log(u))
     visible = _keep_k_per_row(logp + gumbel, num_visible)
     return (~visible).reshape(b, t * n)
+
+
+def motion_guided_mask(motion: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Motion-aware mask: per frame, moving tokens are masked more often.
+
+    Visible tokens are drawn as in :func:`attention_guided_mask` with weight ``1 / (1 + m / mean(m))``
+    (``m``: a token's motion, the mean over the frame's tokens): a token moving ten times the frame's
+    average stays visible about a tenth as often as a static one, so the decoder must predict what moves
+    while the encoder still sees moving parts now and then.
+
+    Args:
+        motion: ``(B, T', H'W')`` non-negative motion per token (e.g. mean absolute frame difference).
+    """
+    if motion.dim() != 3:
+        raise ValueError(f"motion must be (B, T', H'W'), got shape {tuple(motion.shape)}")
+    m = motion.detach().float().clamp_min(0)
+    return attention_guided_mask(1.0 / (1.0 + m / m.mean(-1, keepdim=True).clamp_min(1e-6)), ratio, generator)
 
 
 def _sample_block_shape(

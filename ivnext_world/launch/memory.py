@@ -290,8 +290,10 @@ def pretrain_step_builder(cfg) -> tuple[Callable, Callable, list[str]]:
 
     def build():
         if cfg.stage == 1:
-            teacher = None
-            if cfg.loss.w_middle or cfg.loss.w_final:
+            from ..pretrain.run import stage1_loss
+
+            teacher, loss = None, stage1_loss(cfg)  # no teacher weights named: reconstruction only, as the run
+            if loss.w_middle or loss.w_final:
                 from ..models import ImageTeacher
 
                 logging.getLogger("ivnext_world.models.teacher").disabled = True  # the random-weights banner
@@ -300,11 +302,11 @@ def pretrain_step_builder(cfg) -> tuple[Callable, Callable, list[str]]:
                 finally:
                     logging.getLogger("ivnext_world.models.teacher").disabled = False
             mcfg = EPDConfig(**{**asdict(m), "teacher_dim": teacher.embed_dim if teacher else None, "latent_head": False})
-            if cfg.loss.w_recon == 0:
+            if loss.w_recon == 0:
                 mcfg.decoder = "none"
             model = build_epd(mcfg)
             wrapped = _UniformAttentionTeacher(teacher) if teacher is not None else None
-            return model, Stage1Objective(cfg.loss, wrapped), teacher
+            return model, Stage1Objective(loss, wrapped), teacher
         if cfg.stage == 2:
             s1 = build_epd(stage1)
             model = build_epd(replace(s1.cfg, decoder="none", teacher_dim=None, latent_head=True,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,6 +20,13 @@ from .stage1 import Stage1Loss, Stage1Objective
 from .stage2 import Stage2Objective, stage2_from_stage1
 
 log = logging.getLogger(__name__)
+
+NO_TEACHER_NOTE = (
+    "No image-teacher weights given (teacher.checkpoint): Stage 1 trains reconstruction only, through the "
+    "diffusion decoder with {mask} masks; aligning to a random network would teach the encoder noise. Name a "
+    "local teacher checkpoint (e.g. SigLIP2) for the paper's recipe; teacher.allow_random=true aligns to a "
+    "random teacher (tests only)."
+)
 
 RANDOM_TEACHER_WARNING = (
     "The image teacher has RANDOM weights (no teacher.checkpoint given): alignment targets and "
@@ -34,6 +41,10 @@ class TeacherConfig:
     # local timm weights file, timm / HF-cache folder, or transformers folder; None = random, loudly labelled
     checkpoint: Optional[str] = None
     num_layers: int = 6  # hidden states aligned with the student's last blocks (paper: 6)
+    # Without a checkpoint, Stage 1 does not align to a random network (that costs the encoder what it
+    # knows of depth and state): it trains reconstruction only, through the diffusion decoder, with
+    # random-tube or motion-aware masks. True keeps the alignment to a random teacher (tests, ablations).
+    allow_random: bool = False
 
 
 @dataclass
@@ -94,6 +105,17 @@ def load_epd(path: str | Path) -> tuple[EPDModel, dict]:
     return model, extra
 
 
+def stage1_loss(cfg: PretrainConfig) -> Stage1Loss:
+    """The Stage-1 loss a job trains: ``cfg.loss``, or reconstruction only when no teacher weights are
+    named (and ``teacher.allow_random`` is off)."""
+    if not (cfg.loss.w_middle or cfg.loss.w_final) or cfg.teacher.checkpoint is not None or cfg.teacher.allow_random:
+        return cfg.loss
+    if not cfg.loss.w_recon:
+        raise ValueError("no teacher.checkpoint and loss.w_recon=0: Stage 1 would align to a random network; "
+                         "give a teacher checkpoint, a reconstruction weight, or teacher.allow_random=true")
+    return replace(cfg.loss, w_middle=0.0, w_final=0.0)
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +125,12 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     teacher_info: dict = {}
     if cfg.stage == 1:
         teacher = None
+        loss = stage1_loss(cfg)
+        if loss is not cfg.loss:
+            cfg.loss = loss
+            teacher_info = {"model": None, "checkpoint": None, "pretrained": None, "objective": "reconstruction only",
+                            "note": NO_TEACHER_NOTE.format(mask=cfg.loss.resolved_mask(False))}
+            log.warning(teacher_info["note"])
         if cfg.loss.w_middle or cfg.loss.w_final:
             from ..models import ImageTeacher
 
@@ -141,6 +169,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         "data_failures": dict(dataset.failures),
     }
     random_teacher = teacher_info.get("pretrained") is False or teacher_info.get("stage1_teacher", {}).get("pretrained") is False
+    if teacher_info.get("note"):
+        summary["note"] = teacher_info["note"]
     if random_teacher:
         summary["warning"] = RANDOM_TEACHER_WARNING
         log.warning(RANDOM_TEACHER_WARNING)

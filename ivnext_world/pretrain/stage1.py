@@ -23,13 +23,15 @@ from dataclasses import dataclass
 import torch
 
 from ..masking import (
-    attention_guided_mask, gather_tokens, masked_indices, random_tube_mask, visible_count, visible_indices,
+    attention_guided_mask, gather_tokens, masked_indices, motion_guided_mask, random_tube_mask, visible_count,
+    visible_indices,
 )
 from ..models import ImageTeacher, patchify
 from .epd import EPDModel, cosine_loss
 
 
 FINAL_ALIGN = ("clip", "frame")
+MASKS = ("auto", "attention", "tube", "motion")
 
 
 @dataclass
@@ -41,10 +43,23 @@ class Stage1Loss:
     # "clip": official (engine_for_stage1.py:104), one pooled output per clip vs. the teacher's
     # frame-mean | "frame": each frame pooled and aligned on its own (our earlier recipe)
     final_align: str = "clip"
+    # "auto": the teacher's attention-guided mask with a teacher, random tubes without | "attention" |
+    # "tube": VideoMAE random tubes | "motion": per frame, moving tokens are masked more often (visible
+    # with weight 1 / (1 + motion / mean motion of the frame)), so the decoder must predict what moves
+    mask: str = "auto"
 
     def __post_init__(self):
         if self.final_align not in FINAL_ALIGN:
             raise ValueError(f"Stage1Loss.final_align must be one of {FINAL_ALIGN}, got {self.final_align!r}")
+        if self.mask not in MASKS:
+            raise ValueError(f"Stage1Loss.mask must be one of {MASKS}, got {self.mask!r}")
+
+    def resolved_mask(self, has_teacher: bool) -> str:
+        if self.mask == "auto":
+            return "attention" if has_teacher else "tube"
+        if self.mask == "attention" and not has_teacher:
+            raise ValueError("mask='attention' needs an image teacher (its pooling attention guides the mask)")
+        return self.mask
 
 
 class Stage1Objective:
@@ -58,6 +73,7 @@ class Stage1Objective:
         self.teacher = teacher
         if teacher is None and (cfg.w_middle or cfg.w_final):
             raise ValueError("alignment losses need an image teacher; set w_middle=w_final=0 for reconstruction only")
+        self.mask_kind = cfg.resolved_mask(teacher is not None)
 
     def __call__(self, model: EPDModel, batch, generator: torch.Generator):
         model = getattr(model, "module", model)  # DDP
@@ -72,8 +88,11 @@ class Stage1Objective:
         if self.teacher is not None:
             self.teacher.to(video.device)
             tout = self.teacher(video, out_grid=(h_, w_))  # per frame: rows b * T + t
+        if self.mask_kind == "attention":
             attn = _per_token_time(tout.attn, b, t_, tub)  # (B, T', H'W')
             mask = attention_guided_mask(attn, cfg.mask_ratio, generator=generator)
+        elif self.mask_kind == "motion":
+            mask = motion_guided_mask(token_motion(video, grid, tub), cfg.mask_ratio, generator=generator)
         else:
             mask = random_tube_mask(b, grid, cfg.mask_ratio, generator=generator, device=video.device)
         # Both masks keep a count fixed by the ratio: passing it on means no step reads the mask back
@@ -152,6 +171,21 @@ class Stage1Objective:
             model.predictor.requires_grad_(False)
             if model.decoder is not None:
                 model.decoder.requires_grad_(False)
+
+
+def token_motion(video: torch.Tensor, grid, tubelet: int) -> torch.Tensor:
+    """Mean absolute frame difference per token, ``(B, T', H'W')``: ``video`` ``(B, C, T, H, W)``; the
+    first frame takes the difference to the second (one-frame clips: zeros)."""
+    b, _, t, h, w = video.shape
+    t_, h_, w_ = grid
+    x = video.float()
+    if t > 1:
+        d = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(1)  # (B, T-1, H, W)
+        d = torch.cat([d[:, :1], d], 1)
+    else:
+        d = x.new_zeros(b, 1, h, w)
+    d = torch.nn.functional.adaptive_avg_pool2d(d.reshape(b * t, 1, h, w), (h_, w_)).reshape(b, t_, tubelet, h_ * w_)
+    return d.mean(2)
 
 
 def _per_token_time(x: torch.Tensor, b: int, t_tokens: int, tubelet: int) -> torch.Tensor:

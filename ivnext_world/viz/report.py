@@ -23,6 +23,8 @@ class Section:
     images: list[str] = field(default_factory=list)  # paths relative to the report folder
     videos: list[str] = field(default_factory=list)
     warning: str = ""  # shown in red, e.g. "image teacher has random weights"
+    # the section's verdict against its baseline: {"label": "PASS" | "FALLS SHORT" | ..., "baseline", "detail"}
+    verdict: dict = field(default_factory=dict)
 
 
 class Report:
@@ -39,7 +41,9 @@ class Report:
         images: list[str | os.PathLike] = (),
         videos: list[str | os.PathLike] = (),
         warning: str = "",
+        verdict=None,
     ) -> Section:
+        """``verdict``: an :class:`ivnext_world.verdicts.Verdict` (or its dict), shown under the title."""
         section = Section(
             title=title,
             text=text,
@@ -47,6 +51,7 @@ class Report:
             images=[self._rel(p) for p in images],
             videos=[self._rel(p) for p in videos],
             warning=warning,
+            verdict=_verdict_dict(verdict),
         )
         self.sections.append(section)
         return section
@@ -62,6 +67,11 @@ class Report:
         body = [f"<h1>{html.escape(self.title)}</h1>"]
         for s in self.sections:
             body.append(f"<h2>{html.escape(s.title)}</h2>")
+            if s.verdict:
+                v = s.verdict
+                cls = {"PASS": "pass", "FALLS SHORT": "short"}.get(v["label"], "nj")
+                body.append(f'<p class="{cls}">{html.escape(v["label"])} against {html.escape(v["baseline"])}: '
+                            f'{html.escape(v.get("detail", ""))}</p>')
             if s.warning:
                 body.append(f'<p class="warn">{html.escape(s.warning)}</p>')
             if s.text:
@@ -76,7 +86,15 @@ class Report:
             f"<title>{html.escape(self.title)}</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
             "img,video{max-width:100%}th{text-align:left;padding-right:1em}.warn{color:#b00;font-weight:bold}"
+            ".pass{color:#060;font-weight:bold}.short{color:#b60;font-weight:bold}.nj{color:#555;font-weight:bold}"
             "</style></head><body>" + "\n".join(body) + "</body></html>"
         )
         atomic_write_text(self.out_dir / "report.json", json.dumps([asdict(s) for s in self.sections], indent=2))
         return atomic_write_text(self.out_dir / "index.html", page)
+
+
+def _verdict_dict(verdict) -> dict:
+    if verdict is None:
+        return {}
+    d = verdict if isinstance(verdict, dict) else verdict.to_dict()
+    return {"label": d["label"], "baseline": d["baseline"], "detail": d.get("detail", "")}

@@ -65,3 +65,29 @@ def contact_sheet(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def image_rows(rows: Sequence, path: str | Path, row_labels: Sequence[str], title: str = "") -> Path:
+    """A PNG grid: one row per entry of ``rows`` (each ``(K, 3, H, W)`` float in [0, 1], tensor or array)."""
+    if len(rows) != len(row_labels) or not rows:
+        raise ValueError(f"image_rows needs one label per row, got {len(rows)} rows and {len(row_labels)} labels")
+    rows = [np.asarray(r.detach().cpu() if hasattr(r, "detach") else r, dtype=np.float32) for r in rows]
+    k = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), k, figsize=(1.5 * k + 1, 1.6 * len(rows) + 0.4), squeeze=False)
+    for i, (r, label) in enumerate(zip(rows, row_labels)):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+            if j < len(r):
+                ax.imshow(np.clip(r[j].transpose(1, 2, 0), 0, 1))
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -241,3 +241,39 @@ def write_videos(wm: WorldModel, windows: list, cfg: EvalConfig, out: Path) -> l
             imageio.mimsave(path, list(arr), fps=5, macro_block_size=1)
         paths.append(path.name)
     return paths
+
+
+def decode_fidelity(wm: WorldModel, data: str, episodes: List[int], train_episodes: List[int] | None, sheet: Path,
+                    frames: int = 12, num_steps: int = 4, seed: int = 0, camera_key: Optional[str] = None) -> Optional[dict]:
+    """Decode held-out frames' true latents and compare with the frames: mean PSNR (dB) over ``frames``
+    frames evenly spaced over ``episodes``, a sheet (frames on top, decoded below), and for scale the PSNR
+    of the mean image of ``train_episodes``' frames (a "decoder" that never looks at the latents).
+    None when the world model cannot decode (no pixel decoder, or pooled latents)."""
+    from ..data import TrajectoryDataset
+    from ..viz.sheets import image_rows
+
+    if wm.decoder is None or wm.pool != 1:
+        return None
+    ds = TrajectoryDataset(data, window=1, stride=1, episodes=list(episodes), camera_key=camera_key, on_error="raise")
+    idx = np.linspace(0, len(ds) - 1, min(frames, len(ds))).round().astype(int).tolist()
+    x = torch.stack([ds[i]["frames"][0] for i in idx])  # (N, 3, H, W) in [0, 1]
+    truth = F.interpolate(x, size=(wm.img_size, wm.img_size), mode="bilinear", antialias=True).clamp(0, 1)
+    with torch.no_grad():
+        z = wm.encode(x[:, None])
+        decoded = wm.decode(z, num_steps=num_steps, generator=torch.Generator(wm.device).manual_seed(seed))[:, 0].cpu()
+    psnr = _psnr(decoded, truth)
+    mean_psnr = None
+    if train_episodes:
+        tr = TrajectoryDataset(data, window=1, stride=7, episodes=list(train_episodes), camera_key=camera_key, on_error="raise")
+        mean_img = torch.stack([tr[i]["frames"][0] for i in range(len(tr))]).mean(0, keepdim=True)
+        mean_img = F.interpolate(mean_img, size=(wm.img_size, wm.img_size), mode="bilinear", antialias=True)
+        mean_psnr = _psnr(mean_img.expand_as(truth), truth)
+    k = min(8, len(idx))
+    image_rows([truth[:k], decoded[:k]], sheet, row_labels=["held-out frame", "decoded"],
+               title=f"decoded from true latents: {psnr:.1f} dB")
+    return {"psnr_db": psnr, "mean_image_psnr_db": mean_psnr, "frames": len(idx), "num_steps": num_steps, "sheet": str(sheet)}
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.float() - b.float()).square().flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())

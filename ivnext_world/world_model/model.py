@@ -297,12 +297,18 @@ class WorldModel(nn.Module):
         num_steps: int = 10,
         scheduler: Literal["ddim", "dpmsolver"] = "ddim",
         generator: torch.Generator | None = None,
+        decode_groups: int = 4,
     ) -> torch.Tensor:
         """Latents ``(B, T', n, D)`` -> frames ``(B, T' * tubelet, 3, S, S)`` float in [0, 1].
 
-        Each token-frame goes through the Stage-1 predictor unmasked and its outputs condition the
-        Stage-1 diffusion decoder, sampled with a few-step diffusers sampler; the patch pixels are
-        reassembled and un-normalised.
+        The Stage-1 decoder only ever learned to decode the predictor's outputs at *masked* positions,
+        so each token-frame is decoded the way it was trained: the tokens are split into
+        ``decode_groups`` interleaved groups (a regular pattern, a particular random-tube mask); in pass
+        ``g`` group ``g`` is visible and the rest masked (``decode_groups=4``: Stage 1's 75% ratio), and
+        each token's condition is the mean of the predictor's outputs over the passes where it was
+        masked. ``decode_groups=1`` feeds every token unmasked (the predictor's visible outputs, which
+        the decoder was never trained on: noise). The conditions then drive the diffusion decoder,
+        sampled with a few-step diffusers sampler; patch pixels are reassembled and un-normalised.
         """
         if self.decoder is None:
             if self.epd_cfg is None:
@@ -327,7 +333,7 @@ class WorldModel(nn.Module):
         grid = enc.token_grid((tub, self.img_size, self.img_size))  # (1, H', W')
         tokens = latents.to(self.device).flatten(0, 1)  # (B*T', n, D)
         with self.autocast():
-            cond = self.stage1_predictor(tokens, None, grid).patches  # (B*T', H'W', D_pred)
+            cond = self._masked_conditions(tokens, grid, decode_groups)  # (B*T', H'W', D_pred)
             if hasattr(self.decoder, "make_sampler"):
                 pix = self.decoder.sample(cond, num_steps=num_steps, scheduler=scheduler, generator=generator)
             else:  # linear decoder ablation
@@ -337,6 +343,26 @@ class WorldModel(nn.Module):
         std = video.new_tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
         video = (video * std + mean).clamp(0, 1)
         return video.transpose(1, 2).reshape(b, tt * tub, 3, self.img_size, self.img_size)
+
+    def _masked_conditions(self, tokens: torch.Tensor, grid, groups: int) -> torch.Tensor:
+        if groups == 1:
+            return self.stage1_predictor(tokens, None, grid).patches
+        _, h, w = grid
+        side = int(round(groups ** 0.5))
+        if side * side != groups or h % side or w % side:
+            raise ValueError(f"decode_groups must be a square whose side divides the token grid {h}x{w}, got {groups}")
+        rows = torch.arange(h, device=tokens.device)[:, None] % side
+        cols = torch.arange(w, device=tokens.device)[None, :] % side
+        group = (rows * side + cols).flatten()  # (H'W',) interleaved: every masked token has visible neighbours
+        p = self.stage1_predictor.num_prefix_tokens
+        total = 0.0
+        for g in range(groups):
+            vis = (group == g).nonzero().squeeze(1)
+            mask = (group != g).expand(tokens.shape[0], -1)
+            inp = torch.cat([tokens[:, :p], tokens[:, p:][:, vis]], 1)
+            out = self.stage1_predictor(inp, mask, grid).patches.float()
+            total = total + out * mask.unsqueeze(-1)
+        return (total / (groups - 1)).to(tokens.dtype)
 
     def _require_predictor(self) -> ActionConditionedPredictor:
         if self.predictor is None:

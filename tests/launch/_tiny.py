@@ -22,7 +22,7 @@ TINY_MODEL = [
     "model.img_size=56", "model.num_frames=4", "model.drop_path=0.1",
     "model.predictor_dim=48", "model.predictor_depth=1", "model.predictor_heads=2",
     "model.decoder_width=64", "model.decoder_depth=2", "model.align_layers=2",
-    "teacher.model=vit_tiny_patch16_224", "teacher.num_layers=2",
+    "teacher.model=vit_tiny_patch16_224", "teacher.num_layers=2", "teacher.allow_random=true",
 ]
 
 

@@ -202,7 +202,7 @@ def _tiny_pretrain(*overrides):
 
     base = ["model.img_size=56", "model.num_frames=4", "model.predictor_dim=48", "model.predictor_depth=1",
             "model.predictor_heads=2", "model.decoder_width=64", "model.decoder_depth=2", "model.align_layers=2",
-            "teacher.model=vit_tiny_patch16_224", "teacher.num_layers=2", "loop.batch_size=2"]
+            "teacher.model=vit_tiny_patch16_224", "teacher.num_layers=2", "teacher.allow_random=true", "loop.batch_size=2"]
     return OmegaConf.to_object(load_config("pretrain", [*base, *overrides]))
 
 

@@ -167,3 +167,37 @@ def test_stage2_step_reads_only_the_cpu_masks_counts():
         loss, _ = obj(model, {"video": video()}, torch.Generator().manual_seed(0))
     assert dict(reads.reads) == {"Tensor.tolist": 1}
     assert torch.isfinite(loss)
+
+
+def test_motion_mask_masks_moving_tokens_more_often():
+    """A clip where only the top-left 2x2 tokens move: motion-aware masks hide them far more often
+    than tube masks do (visible weight 1 / (1 + motion / mean motion))."""
+    from ivnext_world.masking import motion_guided_mask, random_tube_mask
+    from ivnext_world.pretrain.stage1 import token_motion
+
+    v = torch.zeros(1, 3, 4, 56, 56)
+    for t in range(4):
+        v[:, :, t, :28, :28] = float(t)  # tokens (0..1, 0..1) of the 4x4 grid (patch 14) change every frame
+    motion = token_motion(v, (4, 4, 4), 1)
+    assert motion.shape == (1, 4, 16) and bool((motion[0, :, 0] > 0).all()) and motion[0, :, 15].abs().max() == 0
+    model = build_epd(tiny_cfg())
+    masked = {}
+    for kind in ("motion", "tube"):
+        obj = Stage1Objective(Stage1Loss(w_middle=0, w_final=0, mask=kind), teacher=None)
+        assert obj.mask_kind == kind
+        hits = 0.0
+        for seed in range(40):
+            g = torch.Generator().manual_seed(seed)
+            if kind == "motion":
+                m = motion_guided_mask(motion, 0.75, generator=g)
+            else:
+                m = random_tube_mask(1, (4, 4, 4), 0.75, generator=g)
+            hits += m.reshape(4, 16)[:, [0, 1, 4, 5]].float().mean().item()
+        masked[kind] = hits / 40
+        loss, metrics = obj(model, {"video": video()}, torch.Generator().manual_seed(0))
+        assert torch.isfinite(loss) and set(metrics) == {"loss_recon"}
+    assert masked["motion"] > 0.9 and masked["tube"] < 0.85
+    with pytest.raises(ValueError, match="needs an image teacher"):
+        Stage1Objective(Stage1Loss(w_middle=0, w_final=0, mask="attention"), teacher=None)
+    with pytest.raises(ValueError, match="mask must be one of"):
+        Stage1Loss(mask="blocks")

@@ -19,7 +19,7 @@ def pcfg(manifest, out, stage=1, **loop):
     base.update(loop)
     return PretrainConfig(
         stage=stage, model=tiny_cfg(drop_path=0.1), out=str(out),
-        teacher=TeacherConfig(model="vit_tiny_patch16_224", num_layers=2),
+        teacher=TeacherConfig(model="vit_tiny_patch16_224", num_layers=2, allow_random=True),
         data=ClipDataConfig(source=str(manifest), stride=2), loop=LoopConfig(**base),
         init_from=None,
     )
@@ -100,3 +100,23 @@ def test_checkpoint_configs_from_before_predictor_layer_scale_still_build():
     assert any(".ls1." in k for k in legacy.predictor.state_dict())  # LayerScale 1e-5, as those runs had
     fresh = build_epd({**cfg, "predictor_layer_scale": 0.0})
     assert not any(".ls1." in k for k in fresh.predictor.state_dict())
+
+
+def test_without_teacher_weights_stage1_trains_reconstruction_only(video_manifest, tmp_path, caplog):
+    """No teacher checkpoint: no alignment to a random network; the summary and the log say so."""
+    cfg = pcfg(video_manifest, tmp_path / "run", steps=2, ckpt_every=2)
+    cfg.teacher.allow_random = False
+    with caplog.at_level("WARNING"):
+        s = run_pretrain(cfg)
+    assert s["teacher"]["objective"] == "reconstruction only" and "warning" not in s
+    assert "reconstruction only" in s["note"] and "tube masks" in s["note"]
+    assert any("reconstruction only" in r.message for r in caplog.records)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    keys = {k for m in metrics for k in m}
+    assert "loss_recon" in keys and not keys & {"loss_middle", "loss_final"}
+    model, _ = load_epd(tmp_path / "run")
+    assert model.align_heads is None  # no teacher, no alignment heads trained or stored
+    cfg = pcfg(video_manifest, tmp_path / "b", steps=1, ckpt_every=1)
+    cfg.teacher.allow_random, cfg.loss.w_recon = False, 0.0
+    with pytest.raises(ValueError, match="align to a random network"):
+        run_pretrain(cfg)

@@ -10,7 +10,8 @@ one on the CPU; on a GPU it is equal up to the non-determinism of some CUDA kern
 backward passes) unless ``torch.use_deterministic_algorithms(True)`` is set.
 
 With several processes every decision that changes which collectives run (skip a non-finite step,
-stop on a signal, abort) is taken on all-reduced values, so all ranks always take it together.
+stop on a signal, abort, the checkpoint to resume from) is taken on all-reduced or broadcast values,
+so all ranks always take it together; no rank leaves ``fit`` before rank 0's last checkpoint is on disk.
 """
 from __future__ import annotations
 
@@ -244,7 +245,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def maybe_resume(self) -> bool:
-        ckpt = latest_checkpoint(self.ckpt_dir) if self.cfg.resume else None
+        ckpt = self._checkpoint_to_resume()
         if ckpt is None:
             return False
         if self.fsdp:
@@ -268,8 +269,9 @@ class Trainer:
 
         Rank 0 copies the state to the CPU (pinned buffers on GPUs) and writes it in a background
         thread while training goes on; the previous write is joined first, and :meth:`fit` joins the
-        last one before it returns or raises. Returns the folder the checkpoint is (being) written
-        to on rank 0, None elsewhere; ``wait`` blocks until it is on disk.
+        last one, on every rank, before it returns or raises (see :meth:`_join_checkpoint`). Returns
+        the folder the checkpoint is (being) written to on rank 0, None elsewhere; ``wait`` blocks
+        rank 0 until it is on disk.
         """
         self._writer.wait()  # the previous checkpoint is complete, and its pinned buffers free again
         rngs = self._gather_rng()
@@ -292,6 +294,55 @@ class Trainer:
     def wait_for_checkpoint(self) -> None:
         """Block until the checkpoint being written in the background (if any) is on disk."""
         self._writer.wait()
+
+    def _checkpoint_to_resume(self) -> Path | None:
+        """The checkpoint every rank resumes from: rank 0's newest, the same on all ranks; collective.
+
+        Each rank looking for the newest checkpoint itself would let them disagree: a rank that looks
+        while rank 0 is still writing (or before the shared file system shows the folder on its node)
+        would start from an older step, and from then on its collectives pair with the wrong steps of
+        the others (different gradients averaged, then a timed-out collective).
+        """
+        if not self.cfg.resume:
+            return None
+        ckpt = latest_checkpoint(self.ckpt_dir) if self.is_main else None
+        if self.world_size == 1:
+            return ckpt
+        box = [None if ckpt is None else ckpt.name]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            return None
+        ckpt = self.ckpt_dir / box[0]
+        seen = torch.tensor([float((ckpt / "state.json").is_file())], device=self.device)
+        dist.all_reduce(seen, op=dist.ReduceOp.MIN)  # every rank raises, or none: no rank left waiting
+        if not seen.item():
+            raise FileNotFoundError(
+                f"rank 0 resumes from {ckpt}, but not every rank can read it (this rank: "
+                f"{'yes' if (ckpt / 'state.json').is_file() else 'no'}): the output folder must be on a file "
+                "system that every node shares")
+        return ckpt
+
+    def _join_checkpoint(self, collective: bool) -> None:
+        """Wait for rank 0's checkpoint in flight; with ``collective``, no rank returns before it is on disk.
+
+        Only rank 0 writes, so without this the other ranks would leave :meth:`fit` while the last
+        checkpoint is still being written, and whatever they do next (resume, evaluate, read the
+        folder) would see the previous one. A failed write fails :meth:`fit` on every rank.
+        ``collective`` is False when ``fit`` ends in an error that not every rank may share: a
+        collective then could wait for a rank that is gone.
+        """
+        try:
+            self._writer.wait()
+            failed = None
+        except RuntimeError as e:
+            failed = e
+        if collective and self.world_size > 1:
+            flag = torch.tensor([float(failed is not None)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() and failed is None:
+                raise RuntimeError(f"rank 0 failed to write the checkpoint in {self.ckpt_dir} (its error is in its log)")
+        if failed is not None:
+            raise failed
 
     def _gather_rng(self) -> list:
         """Every rank's global RNG state, on rank 0 (index = rank); collective."""
@@ -362,11 +413,17 @@ class Trainer:
         batches = self._batches()
         t0 = time.perf_counter()
         IN_LOOP.set()
+        collective = False  # whether every rank leaves the loop the same way (see _join_checkpoint)
         try:
             self._steps(step, writer, bar, batches, end, t0)
+            collective = True
+        except (Preempted, NonFiniteLossError):  # decided on all-reduced values: every rank raises it
+            collective = True
+            raise
         finally:
             try:
-                self._writer.wait()  # a run ends (or stops for preemption) only with its checkpoint on disk
+                # A run ends (or stops for preemption) only with its checkpoint on disk, on every rank.
+                self._join_checkpoint(collective)
             finally:
                 IN_LOOP.clear()
             bar.close()

@@ -6,6 +6,8 @@ collective fails the test instead of hanging it.
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from timm.layers import DropPath
@@ -80,28 +82,55 @@ def test_ranks_start_identical_but_draw_their_own_drop_path(tmp_path, parallel):
     assert len(r0["masks"]) == 4 and r0["masks"] != r1["masks"]  # 16 samples x 4 steps: equal only if seeded alike
 
 
-def _full_part_resume(rank: int, root: str) -> dict:
+def _slow_checkpoint_writes(delay_s: float) -> None:
+    """This process writes every checkpoint ``delay_s`` late: a loaded machine or a slow shared file system."""
+    import ivnext_world.train.checkpoint as checkpoint
+
+    write = checkpoint.write_checkpoint
+
+    def slow(*args, **kwargs):
+        time.sleep(delay_s)
+        return write(*args, **kwargs)
+
+    checkpoint.write_checkpoint = slow  # what AsyncCheckpointWriter's thread calls
+
+
+def _full_part_resume(rank: int, root: str, workers: int) -> dict:
+    # Rank 0 (the only writer) writes slowly: the step-4 checkpoint is still being written when the
+    # "killed" run stops at step 6. Every rank must still resume from it, together.
+    if rank == 0:
+        _slow_checkpoint_writes(1.0)
+
     def run(out, stop_after=None):
         torch.manual_seed(0)
-        t = Trainer(make_model(), mse, NoisyData(), cfg(steps=8, ckpt_every=4), out, device="cpu")  # dropout 0.3
-        t.fit(stop_after=stop_after)
+        t = Trainer(make_model(), mse, NoisyData(), cfg(steps=8, ckpt_every=4, num_workers=workers), out, device="cpu")
+        t.fit(stop_after=stop_after)  # dropout 0.3 above: rank 1 resumed with rank 0's RNG would differ
         return t
 
+    def losses(t):
+        return {r["step"]: r["loss"] for r in t.history}
+
     full = run(f"{root}/full")
-    run(f"{root}/part", stop_after=6)  # "killed" after step 6; last checkpoint at step 4
+    part = run(f"{root}/part", stop_after=6)  # "killed" after step 6; last checkpoint at step 4
     resumed = run(f"{root}/part")
-    return {"full": weights(full.model), "resumed": weights(resumed.model), "step": resumed.step}
+    return {"full": weights(full.model), "resumed": weights(resumed.model), "step": resumed.step,
+            "full_losses": losses(full), "part_losses": losses(part), "resumed_losses": losses(resumed)}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN REGRESSION (stop 19, issue 13): after merging the persistent-DataLoader change with the per-rank RNG "
-    "checkpoints, the 2-rank resumed run diverged from step 6 (loss 185.0286 vs 184.9817) and the final "
-    "gather_object timed out on a loaded machine; passed on each branch alone. To be fixed next stop."))
-def test_two_rank_resume_restores_each_ranks_rng(tmp_path):
-    results = run_ranks(_full_part_resume, (str(tmp_path),), tmp_path / "pg", timeout=150)
-    for r in results:  # resuming rank 1 with rank 0's dropout stream would change rank 1's gradients
-        assert r["step"] == 8 and torch.equal(r["full"], r["resumed"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_rank_resume_restores_each_ranks_rng(tmp_path, workers):
+    results = run_ranks(_full_part_resume, (str(tmp_path), workers), tmp_path / "pg", timeout=240)
+    for rank, r in enumerate(results):
+        full = r["full_losses"]
+        assert r["step"] == 8 and list(full) == list(range(1, 9))
+        assert r["part_losses"] == {s: full[s] for s in range(1, 7)}
+        # Steps 5-8 ran again after the resume, from the step-4 checkpoint, on this rank's data and RNG.
+        # (Before step 5 a resumed run's history is rank 0's metrics.jsonl, on every rank.)
+        assert {s: r["resumed_losses"][s] for s in range(5, 9)} == {s: full[s] for s in range(5, 9)}, rank
+        assert torch.equal(r["full"], r["resumed"]), rank
+    assert results[0]["resumed_losses"] == results[0]["full_losses"]
+    assert results[0]["full_losses"] != results[1]["full_losses"]  # each rank its own samples and dropout
     assert torch.equal(results[0]["full"], results[1]["full"])
 
 

@@ -104,3 +104,27 @@ def test_rollout_grad_reaches_actions_only_when_asked(wm):
     out.square().mean().backward()
     assert actions.grad is not None and actions.grad.abs().sum() > 0
     assert all(p.grad is None for p in wm.parameters())
+
+
+def test_decode_conditions_each_token_as_stage1_trained_the_decoder(epd_ckpt):
+    """decode_groups=4: every token's condition is the mean of the predictor's outputs at that token
+    over the 3 passes where it was masked (never its own visible output, which the decoder never saw)."""
+    wm = WorldModel.load(epd_ckpt.parent.parent)
+    z = wm.encode(frames(b=1, t=1))[:, 0]  # (1, n, D)
+    grid = wm.encoder.token_grid((1, wm.img_size, wm.img_size))
+    _, h, w = grid
+    with torch.no_grad():
+        cond = wm._masked_conditions(z, grid, 4)
+        group = ((torch.arange(h)[:, None] % 2) * 2 + torch.arange(w)[None, :] % 2).flatten()
+        p = wm.stage1_predictor.num_prefix_tokens
+        want = 0
+        for g in range(4):
+            mask = (group != g)[None]
+            inp = torch.cat([z[:, :p], z[:, p:][:, group == g]], 1)
+            want = want + wm.stage1_predictor(inp, mask, grid).patches * mask[..., None]
+        torch.testing.assert_close(cond, want / 3)
+        visible = wm._masked_conditions(z, grid, 1)
+    assert not torch.allclose(cond, visible, atol=1e-3)
+    assert wm.decode(z[:, None], num_steps=1, decode_groups=1).shape == (1, 1, 3, 56, 56)
+    with pytest.raises(ValueError, match="decode_groups must be a square"):
+        wm.decode(z[:, None], num_steps=1, decode_groups=3)

@@ -17,15 +17,25 @@ def test_main_job_end_to_end(tmp_path):
         "world_model_eval.videos=1", "world_model_eval.decode_steps=1", "depth_steps=3",
         "planning.collect.episodes=2", "planning.collect.workers=2", "planning.collect.env.max_episode_steps=12",
         "planning.world_model.loop.steps=2", "planning.world_model.loop.batch_size=2", "planning.episodes=1",
+        "world_model_eval.decode_frames=2",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (out / "index.html").read_text()
     for title in ("Simulated robot data", "Stage 1 pretraining", "Stage 2 pretraining", "Linear probe",
-                  "Action-conditioned world model", "Depth probes", "Planning on the reach task"):
+                  "Action-conditioned world model", "Decoding held-out frames", "Depth probes",
+                  "Planning on the reach task", "Video understanding", "Verdicts"):
         assert title in page
-    assert "RANDOM weights" in page  # no teacher checkpoint was given: the page must say so
+    # no teacher checkpoint was given: Stage 1 trains reconstruction only, and the page says so
+    assert "reconstruction only" in page and "RANDOM" not in page
     results = json.loads((out / "results.json").read_text())
+    verdicts = results["verdicts"]
+    assert set(verdicts) == {"state probe", "world model", "decoder", "depth probe", "planning", "classification"}
+    for v in verdicts.values():  # a toy run judges itself like the real one; its labels follow its numbers
+        assert v["label"] in ("PASS", "FALLS SHORT", "NOT JUDGED") and v["baseline"]
+        assert f'{v["label"]} against {v["baseline"]}'.replace("&", "&amp;") in page.replace("&#x27;", "'")
+    assert verdicts["decoder"]["numbers"]["psnr_db"] == results["world_model"]["decoder"]["psnr_db"]
+    assert (out / "world_model" / "eval" / "decoded_frames.png").stat().st_size > 5000
     assert set(results["probe"]) == {"random init", "after Stage 1", "after Stage 2"}
     assert results["collect"]["episodes"] == 4
     assert len(results["world_model"]["eval"]["methods"]["world_model"]["l1"]) == 8
@@ -48,3 +58,17 @@ def test_main_job_end_to_end(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "results.json").read_text())["collect"]["skipped"] == 4
+
+
+def test_scale_presets_compose_onto_the_main_job():
+    from ivnext_world.config import load_config
+
+    cpu = load_config("demo")
+    gpu = load_config("demo", ["scale=gpu"])
+    assert cpu.scale == "cpu" and gpu.scale == "gpu"
+    assert gpu.stage1.model.encoder == "ivnext_vit_small_patch14_224" and gpu.stage1.model.img_size == 224
+    # the diffusion decoder is wider than a patch's pixel vector (it must be able to pass x_t through)
+    assert gpu.stage1.model.decoder_width > 3 * gpu.stage1.model.patch_size ** 2
+    assert gpu.collect.episodes > cpu.collect.episodes and gpu.stage1.loop.steps > cpu.stage1.loop.steps
+    mixed = load_config("demo", ["scale=gpu", "stage1.loop.steps=7"])  # later overrides still win
+    assert mixed.stage1.loop.steps == 7

@@ -154,8 +154,12 @@ class DiffusionDecoder(nn.Module):
         grad_checkpointing: bool = False,
         learn_sigma: bool = False,
         pixel_order: str = "thwc",
+        prediction_type: str = "epsilon",
     ):
         super().__init__()
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+        self.prediction_type = prediction_type
         self.patch_dim = patch_dim
         self.batch_mul = batch_mul
         self.sample_steps = sample_steps
@@ -166,7 +170,7 @@ class DiffusionDecoder(nn.Module):
         # clip_sample=False: ImageNet-normalised pixels exceed [-1, 1]; samplers inherit this config.
         self.scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-            prediction_type="epsilon", clip_sample=False,
+            prediction_type=prediction_type, clip_sample=False,
         )
         # The schedule's alpha-bar table as a buffer, so it moves with the module: diffusers'
         # add_noise copies its CPU table to the GPU on every call (a blocking copy, i.e. a sync).
@@ -210,7 +214,8 @@ class DiffusionDecoder(nn.Module):
         return terms["mse"].mean() if "vlb" not in terms else (terms["mse"] + terms["vlb"]).mean()
 
     def loss_terms(self, c: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> dict:
-        """Per-row loss terms for given timesteps and noise: ``mse`` ``(M,)`` (mean over the ``P`` pixels)
+        """Per-row loss terms for given timesteps and noise: ``mse`` ``(M,)`` (mean over the ``P`` pixels; of
+        epsilon, or of v with ``prediction_type="v_prediction"``)
         and, with ``learn_sigma``, ``vlb`` ``(M,)`` in bits per pixel (the official weighting: the
         two are summed unscaled).
 
@@ -220,8 +225,14 @@ class DiffusionDecoder(nn.Module):
         # The denoiser runs under the caller's autocast (bf16 on GPUs): it was ~70% of a Stage-1
         # step in fp32. Its input projection stays fp32 (see AdaLNMLPDenoiser.forward).
         out = self.net(x_t, t, c).float()  # (M, P) or (M, 2P)
-        eps, v = (out[:, :self.patch_dim], out[:, self.patch_dim:]) if self.learn_sigma else (out, None)
-        terms = {"mse": (eps - noise.float()).square().mean(-1)}
+        pred, v = (out[:, :self.patch_dim], out[:, self.patch_dim:]) if self.learn_sigma else (out, None)
+        if self.prediction_type == "epsilon":
+            eps, target = pred, noise.float()
+        else:  # v = sqrt(abar) eps - sqrt(1 - abar) x0; eps = sqrt(abar) v + sqrt(1 - abar) x_t
+            ab = self.alphas_cumprod.float()[t].unsqueeze(-1)
+            target = ab.sqrt() * noise.float() - (1 - ab).sqrt() * x0.float()
+            eps = ab.sqrt() * pred + (1 - ab).sqrt() * x_t
+        terms = {"mse": (pred - target).square().mean(-1)}
         if v is not None:
             with torch.autocast(device_type=x0.device.type, enabled=False):
                 # Stop-gradient on the mean (improved DDPM): the bound trains the variance only.

@@ -50,6 +50,10 @@ class EPDConfig:
     # recipe, and checkpoints saved before a switch existed rebuild with the old behaviour (_LEGACY).
     decoder_learn_sigma: bool = True  # official: eps + learned variance, MSE + VLB | False: eps MSE only
     decoder_pixel_order: str = "cthw"  # diffusion/linear targets: "cthw" official channel-first | "thwc"
+    # "epsilon": official | "v_prediction": the decoder predicts v = sqrt(abar) eps - sqrt(1 - abar) x0. Decoding
+    # (world-model imagination) needs it: with the cosine schedule's zero terminal SNR, an epsilon model's first
+    # sampler step divides by sqrt(abar_T) ~ 5e-5 and few-step samples blow up (README "Main job").
+    decoder_prediction: str = "epsilon"
     align_layers: int = 6  # student blocks aligned to teacher hidden states (clamped to encoder depth)
     align_pos_embed: bool = True  # official: a learnable position table added before the middle-alignment heads
     teacher_dim: Optional[int] = None  # width of the image teacher; None: no alignment heads (Stage 2)
@@ -62,6 +66,8 @@ class EPDConfig:
             raise ValueError(f"EPDConfig.decoder must be 'diffusion', 'linear' or 'none', got {self.decoder!r}")
         if self.predictor_kind not in ("vit", "modernbert"):
             raise ValueError(f"EPDConfig.predictor_kind must be 'vit' or 'modernbert', got {self.predictor_kind!r}")
+        if self.decoder_prediction not in ("epsilon", "v_prediction"):
+            raise ValueError(f"EPDConfig.decoder_prediction must be 'epsilon' or 'v_prediction', got {self.decoder_prediction!r}")
         if self.decoder_pixel_order not in PIXEL_ORDERS:
             raise ValueError(f"EPDConfig.decoder_pixel_order must be one of {PIXEL_ORDERS}, got {self.decoder_pixel_order!r}")
         if self.latent_head_kind not in ("mlp", "linear"):
@@ -104,7 +110,8 @@ class EPDModel(nn.Module):
         if cfg.decoder == "diffusion":
             self.decoder = DiffusionDecoder(cfg.predictor_dim, patch_dim, width=cfg.decoder_width, depth=cfg.decoder_depth,
                                             grad_checkpointing=cfg.grad_checkpointing,
-                                            learn_sigma=cfg.decoder_learn_sigma, pixel_order=cfg.decoder_pixel_order)
+                                            learn_sigma=cfg.decoder_learn_sigma, pixel_order=cfg.decoder_pixel_order,
+                                            prediction_type=cfg.decoder_prediction)
         elif cfg.decoder == "linear":
             self.decoder = LinearPixelDecoder(cfg.predictor_dim, patch_dim, pixel_order=cfg.decoder_pixel_order)
         self.align_heads: nn.ModuleList | None = None

@@ -311,3 +311,60 @@ def test_decoded_samples_read_back_in_the_decoders_pixel_order(order):
     torch.testing.assert_close(unpatchify(pix, (2, 2, 2), 4, 1, order=dec.pixel_order), video, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="pixel order"):
         DiffusionDecoder(cond_dim=16, patch_dim=48, width=32, depth=1, pixel_order="chw")
+
+
+class _Oracle(nn.Module):
+    """A denoiser that knows x0: returns the exact epsilon or v for any (x_t, t)."""
+
+    def __init__(self, dec: DiffusionDecoder, x0: torch.Tensor, error: float = 0.0):
+        super().__init__()
+        self.dec, self.x0, self.error = dec, x0, error
+
+    def forward(self, x_t, t, cond):
+        ab = self.dec.alphas_cumprod.double()[t.long()].unsqueeze(-1)
+        x_t, x0 = x_t.double(), self.x0.double()
+        eps = (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        out = eps if self.dec.prediction_type == "epsilon" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
+        out = out + self.error * torch.ones_like(out)  # a small, fixed prediction error
+        return torch.cat([out, torch.zeros_like(out)], -1).float() if self.dec.learn_sigma else out.float()
+
+
+def test_v_prediction_keeps_the_first_sampler_step_sane_where_epsilon_amplifies_errors_20000x():
+    """With the cosine schedule abar_T ~ 2e-9: an epsilon model's first DDIM step estimates x0 by dividing
+    by sqrt(abar_T) ~ 5e-5, so an error of 1e-3 becomes ~20 (the sample leaves the data range and the
+    denoiser never recovers); v-prediction's estimate has no division. With exact predictions both
+    samplers return x0 in 4 steps."""
+    x0 = torch.randn(16, P, generator=torch.Generator().manual_seed(0))
+    first = {}
+    for kind in ("epsilon", "v_prediction"):
+        dec = DiffusionDecoder(8, P, width=16, depth=1, learn_sigma=True, prediction_type=kind)
+        dec.net = _Oracle(dec, x0)
+        out = dec.sample(torch.zeros(16, 8), num_steps=4, generator=torch.Generator().manual_seed(1))
+        assert (out - x0).abs().mean() < 1e-4
+        sched = dec.make_sampler("ddim")
+        sched.set_timesteps(4)
+        t = sched.timesteps[0]
+        assert int(t) == 999  # trailing spacing starts at the last training step
+        x_t = torch.randn(16, P, generator=torch.Generator().manual_seed(2))
+        dec.net = _Oracle(dec, x0, error=1e-3)
+        pred = dec.net(x_t, t.expand(16), None)[:, :P]
+        first[kind] = (sched.step(pred, t, x_t).pred_original_sample - x0).abs().mean().item()
+    assert first["v_prediction"] < 1e-2 and first["epsilon"] > 10.0
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionDecoder(8, P, prediction_type="sample")
+
+
+def test_v_prediction_loss_targets_v_and_its_bound_uses_the_implied_epsilon():
+    torch.manual_seed(0)
+    x0, noise = torch.randn(6, P), torch.randn(6, P)
+    t = torch.tensor([0, 10, 200, 500, 900, 999])
+    dec = DiffusionDecoder(8, P, width=16, depth=1, learn_sigma=True, prediction_type="v_prediction")
+    ab = dec.alphas_cumprod[t].unsqueeze(-1)
+    v = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+    dec.net = _Oracle(dec, x0)
+    terms = dec.loss_terms(torch.zeros(6, 8), x0, noise, t)
+    assert terms["mse"].max() < 1e-8  # the oracle's v is the target
+    eps_dec = DiffusionDecoder(8, P, width=16, depth=1, learn_sigma=True)
+    eps_dec.net = _Oracle(eps_dec, x0)
+    torch.testing.assert_close(terms["vlb"], eps_dec.loss_terms(torch.zeros(6, 8), x0, noise, t)["vlb"], atol=1e-3, rtol=1e-3)
+    assert not torch.allclose(v, noise)

@@ -86,14 +86,20 @@ def _seeded(seed: int):
 
 
 def load_backbone(spec: str, img_size: int | None = None, *, seed: int = 0,
-                  random_model: dict | None = None) -> Backbone:
+                  random_model: dict | None = None, timm_kwargs: dict | None = None) -> Backbone:
     """Build the frozen backbone a spec names (see the module docstring), in eval mode on the CPU.
 
     Args:
         img_size: frame side; None = the backbone's own.
         seed: seed of random inits (``random``, ``timm:<name>`` without a file), so a record rebuilds them.
         random_model: ``EPDConfig`` fields of the ``random`` architecture (default: ``EPDConfig()``).
+        timm_kwargs: extra ``timm.create_model`` arguments of ``timm:`` specs (e.g. ``{"embed_dim": 64,
+            "depth": 4, "num_heads": 4}``: a random-init image model as small as the encoder it is
+            compared with); kept in the record.
     """
+    kwargs = dict(timm_kwargs or {})
+    if kwargs and not spec.startswith("timm:"):
+        raise ValueError(f"timm_kwargs {kwargs} apply to timm:<model> specs only, not {spec!r}")
     spec = str(spec)
     if spec in ("", "random"):
         return _random_ours(random_model, seed, img_size)
@@ -108,8 +114,8 @@ def load_backbone(spec: str, img_size: int | None = None, *, seed: int = 0,
         elif kind == "hf":
             bb = _hf(spec, rest, img_size)
         else:
-            bb = _timm(spec, rest, img_size)
-    bb.record = {"spec": spec, "img_size": bb.img_size, "seed": seed}
+            bb = _timm(spec, rest, img_size, kwargs)
+    bb.record = {"spec": spec, "img_size": bb.img_size, "seed": seed, **({"timm_kwargs": kwargs} if kwargs else {})}
     log.info("%s", bb.describe())
     return bb
 
@@ -117,7 +123,7 @@ def load_backbone(spec: str, img_size: int | None = None, *, seed: int = 0,
 def backbone_from_record(record: dict, spec: str | None = None) -> Backbone:
     """Rebuild a backbone from its ``record`` (``spec``: another location of the same weights)."""
     return load_backbone(spec or record["spec"], img_size=record.get("img_size"), seed=record.get("seed", 0),
-                         random_model=record.get("model"))
+                         random_model=record.get("model"), timm_kwargs=record.get("timm_kwargs"))
 
 
 # ---------------------------------------------------------------------- one builder per kind
@@ -199,7 +205,7 @@ def _hf(spec: str, rest: str, img_size: int | None) -> Backbone:
     return ImageBackbone("auto", folder, img_size, spec)
 
 
-def _timm(spec: str, rest: str, img_size: int | None) -> Backbone:
+def _timm(spec: str, rest: str, img_size: int | None, extra: dict) -> Backbone:
     import timm
 
     from .image import ImageBackbone
@@ -213,8 +219,8 @@ def _timm(spec: str, rest: str, img_size: int | None) -> Backbone:
     if path is not None and not path.exists():
         raise FileNotFoundError(f"backbone weights not found: {path} (spec {spec!r})")
     if not base.startswith("ivnext_vit_"):
-        return ImageBackbone(name, path, img_size, spec)
-    kwargs = {"img_size": img_size} if img_size else {}
+        return ImageBackbone(name, path, img_size, spec, model_kwargs=extra)
+    kwargs = {**extra, **({"img_size": img_size} if img_size else {})}
     if path is None:
         enc = timm.create_model(name, pretrained=False, **kwargs)
         banner = "!" * 78

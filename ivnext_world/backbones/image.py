@@ -39,21 +39,22 @@ class ImageBackbone(Backbone):
         checkpoint: local weights file / folder; None = random init (loud warning).
         img_size: frame side; None = the model's own (timm ``pretrained_cfg``, transformers preprocessor).
         spec, record: see :func:`~ivnext_world.backbones.load_backbone`.
+        model_kwargs: extra ``timm.create_model`` arguments (timm models only).
     """
 
     def __init__(self, model_name: str, checkpoint: str | Path | None, img_size: int | None, spec: str,
-                 record: dict | None = None):
+                 record: dict | None = None, model_kwargs: dict | None = None):
         super().__init__()
         from ..models.teacher import ImageTeacher
 
         hf = None
         if checkpoint is None:
-            model = ImageTeacher._create_timm(model_name, img_size, {"num_classes": 0})
+            model = ImageTeacher._create_timm(model_name, img_size, {"num_classes": 0, **(model_kwargs or {})})
             banner = "!" * 78
             log.warning(RANDOM_WARNING, banner, spec, banner)
             pretrained = False
         else:
-            teacher = ImageTeacher(model_name, checkpoint, layers=[-1], img_size=img_size)
+            teacher = ImageTeacher(model_name, checkpoint, layers=[-1], img_size=img_size, model_kwargs=model_kwargs)
             model, hf, pretrained = teacher.model, teacher.hf, True
         # fp32 weights whatever dtype the file was saved in: precision is the callers' autocast
         # (the world model's precision=auto|bf16), and fp32 inputs must meet fp32 weights.

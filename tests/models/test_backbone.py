@@ -223,6 +223,15 @@ def test_timm_name_without_a_file_is_a_seeded_random_init_loudly_labelled(caplog
     assert load_backbone("timm:vit_small_patch14_dinov2", img_size=28, seed=1).fingerprint() != bb.fingerprint()
 
 
+def test_timm_kwargs_build_another_size_and_rebuild_from_the_record():
+    kw = {"embed_dim": 16, "depth": 1, "num_heads": 2}
+    bb = load_backbone("timm:vit_tiny_patch16_224", img_size=32, timm_kwargs=kw)
+    assert (bb.embed_dim, bb.depth, bb.num_heads, bb.grid) == (16, 1, 2, (2, 2)) and bb.record["timm_kwargs"] == kw
+    assert backbone_from_record(bb.record).fingerprint() == bb.fingerprint()
+    with pytest.raises(ValueError, match="timm:<model> specs only"):
+        load_backbone("random", timm_kwargs=kw)
+
+
 # ---------------------------------------------------------------------- interface and errors
 def test_latent_sizes_for_any_grid_and_prefix(tmp_path):
     dino = load_backbone(dinov2_hf_folder(tmp_path)[0])

@@ -86,3 +86,28 @@ def test_an_unreadable_video_is_skipped_and_counted(videos, tmp_path):
     assert res["data"]["test"]["skipped"][0]["path"].endswith("broken.mp4")
     assert res["selected"]["best"]["test"]["videos"] == 4  # the 4 good test videos, each scored once
     assert 0.0 <= summary["best_top1"] <= 1.0
+
+
+def test_the_probe_loads_through_the_toolkit_backbones():
+    """One loader: the probe's backbone is the toolkit's (same weights), plus the frame-index embedding
+    on per-frame image models and the centre frame for ``frame:``."""
+    import torch
+
+    from ivnext_world import backbones
+    from ivnext_world.probes.classify.backbone import sincos_1d
+
+    ours = load_backbone("random", num_frames=4, img_size=32, random_model=vars(TINY_ENCODER))
+    same = backbones.load_backbone("random", 32, random_model=vars(TINY_ENCODER))
+    assert isinstance(ours, backbones.Backbone) and ours.fingerprint() == same.fingerprint()
+    kw = {"embed_dim": 16, "depth": 1, "num_heads": 2}
+    frames = load_backbone("timm:vit_tiny_patch16_224", num_frames=4, img_size=32, timm_kwargs=kw)
+    image = backbones.load_backbone("timm:vit_tiny_patch16_224", 32, timm_kwargs=kw)
+    video = torch.randn(2, 3, 4, 32, 32)
+    want = image.forward_clip(video) + sincos_1d(4, 16)[None, :, None]  # (B, T, N, D) + frame index
+    assert torch.allclose(frames(video), want.flatten(1, 2), atol=1e-6) and frames.record["temporal_embed"]
+    plain = load_backbone("timm:vit_tiny_patch16_224", num_frames=4, img_size=32, timm_kwargs=kw, temporal_embed=False)
+    assert torch.allclose(plain(video), image(video), atol=1e-6)
+    single = load_backbone("frame:timm:vit_tiny_patch16_224", num_frames=4, img_size=32, timm_kwargs=kw)
+    assert single.num_tokens(4, 32) == 4 and single(video).shape == (2, 4, 16) and single.name == "frame:timm:vit_tiny_patch16_224"
+    centre = image.forward_clip(video[:, :, 2:3]) + sincos_1d(1, 16)[None, :, None]  # frame 2 of 4, index 0
+    assert torch.allclose(single(video), centre.flatten(1, 2), atol=1e-6)

@@ -138,14 +138,18 @@ def test_launcher_knows_the_classify_job(videos, tmp_path):
 
 
 @pytest.mark.slow
-def test_main_job_hook_renders_the_benchmark_and_tables_every_backbone(tiny_epd, tmp_path):
-    """``run_classify_probe`` (what the main job calls): the benchmark at the encoder's input size, then
-    random init, the given checkpoint, a per-frame ViT and the single-frame baseline, three head kinds each."""
-    from ivnext_world.probes.classify import run_classify_probe
+def test_main_job_section_with_every_head_kind_and_both_baselines(tiny_epd, tmp_path):
+    """``classification_section`` at its fullest: three head kinds per row, the per-frame ViT and the
+    single-frame baselines, the benchmark rendered at the given size."""
+    from ivnext_world.probes.classify import classification_section
 
-    res = run_classify_probe({"random init": None, "Stage 1": str(tiny_epd)}, tmp_path, steps=2, clips_per_class=(1, 1, 1))
-    names = [r["backbone"] for r in res["rows"]]
-    assert names == ["random init", "Stage 1", "per-frame ViT (random init)", "single frame (random init)"]
-    assert all(set(("linear", "pooler", "attentive")) <= set(r) for r in res["rows"])
+    res = classification_section(None, {"random init": None, "Stage 1": str(tiny_epd)}, tmp_path, resolution=56,
+                                 clips_per_class=(1, 1, 1), kinds=("linear", "pooler", "attentive"), head_depth=2,
+                                 steps=2, baselines=("per-frame ViT", "single frame"))
+    rows = res["results"]["rows"]
+    names = [r["backbone"] for r in rows]
+    assert names == ["random init", "Stage 1", "per-frame ViT (random init)", "single frame (Stage 1, centre frame)"]
+    assert all(set(("linear", "pooler", "attentive")) <= set(r) for r in rows)
     assert (tmp_path / "bench" / "benchmark.json").is_file() and (tmp_path / "comparison.md").is_file()
-    assert all(Path(p).is_file() for p in res["images"]) and set(res["table"]) == set(names)
+    assert set(res["table"]) == set(names) and all(v.startswith("linear ") for v in res["table"].values())
+    assert json.loads((Path(rows[0]["results"])).read_text())["views"]["resolution"] == 56

@@ -64,7 +64,9 @@ class HeadGridConfig:
 
 @dataclass
 class ClassifyConfig:
-    backbone: str = "random"  # random | random:<preset> | run/checkpoint folder | timm:<model>[:<file>] | frame:<spec>
+    # any ivnext_world.backbones spec (random | run folder | official: | vjepa2: | hf: | timm:<model>[:<file>]),
+    # random:<preset> (= timm:<preset>, random init) or frame:<spec> (the single-frame baseline)
+    backbone: str = "random"
     random_model: EPDConfig = field(default_factory=_tiny_encoder)  # architecture of "random"
     random_seed: int = 0
     # timm specs: extra timm.create_model arguments, e.g. {embed_dim: 64, depth: 4, num_heads: 4} for a

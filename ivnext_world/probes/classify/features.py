@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ...data.failures import BadItem
 from ...utils.io import atomic_write_bytes
-from .backbone import FrozenBackbone
+from ...backbones import Backbone
 from .data import ClipViews
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _collate(items: list[dict]) -> dict:
             "index": torch.tensor([it["index"] for it in items]), "requested": torch.tensor([it["requested"] for it in items])}
 
 
-def view_batches(backbone: FrozenBackbone, views: ClipViews, batch_size: int, num_workers: int = 0,
+def view_batches(backbone: Backbone, views: ClipViews, batch_size: int, num_workers: int = 0,
                  device: torch.device | str = "cpu", desc: str = "views", seed: int = 0) -> Iterator[dict]:
     """Batches of ``{"tokens": (B, V, N, D) float32, "label": (B,), "index": (B,)}`` in dataset order.
 
@@ -84,7 +84,7 @@ class _Seeded(torch.utils.data.Dataset):
             torch.set_rng_state(state)
 
 
-def fingerprint(backbone: FrozenBackbone, views: ClipViews, dtype: str) -> str:
+def fingerprint(backbone: Backbone, views: ClipViews, dtype: str) -> str:
     """What the cached tokens depend on: backbone, videos (path, size, mtime, label) and view settings."""
     files = []
     for it in views.items:
@@ -97,7 +97,7 @@ def fingerprint(backbone: FrozenBackbone, views: ClipViews, dtype: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def extract_tokens(backbone: FrozenBackbone, views: ClipViews, batch_size: int, dtype: str = "float16",
+def extract_tokens(backbone: Backbone, views: ClipViews, batch_size: int, dtype: str = "float16",
                    num_workers: int = 0, device="cpu", desc: str = "extract", seed: int = 0) -> dict:
     """All views' tokens: ``{"tokens": (N_kept, V, N, D) <dtype>, "labels": (N_kept,), "indices": (N_kept,),
     "skipped": [BadItem-as-dict], "failures": {reason: count}}``."""
@@ -116,7 +116,7 @@ def _bad(b: BadItem) -> dict:
     return {"index": b.index, "path": b.path, "reason": b.kind, "detail": b.detail}
 
 
-def cached_tokens(path: Path, backbone: FrozenBackbone, views: ClipViews, batch_size: int, dtype: str = "float16",
+def cached_tokens(path: Path, backbone: Backbone, views: ClipViews, batch_size: int, dtype: str = "float16",
                   num_workers: int = 0, device="cpu", desc: str = "extract", seed: int = 0) -> dict:
     """:func:`extract_tokens`, stored at ``path`` and reused while its fingerprint matches."""
     fp = fingerprint(backbone, views, dtype) + f"-s{seed}"

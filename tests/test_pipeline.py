@@ -11,13 +11,13 @@ def test_main_job_end_to_end(tmp_path):
     out = tmp_path / "demo"
     cmd = [
         sys.executable, "-m", "ivnext_world.cli.demo", f"out={out}", "collect.episodes=4", "collect.workers=2",
-        "collect.env.max_episode_steps=24", "stage1.loop.steps=4", "stage2.loop.steps=2",
+        "collect.env.max_episode_steps=30", "stage1.loop.steps=4", "stage2.loop.steps=2",
         "stage1.loop.batch_size=2", "stage2.loop.batch_size=2", "sheet_episodes=2",
         "world_model.loop.steps=3", "world_model.loop.batch_size=2", "world_model_eval.max_windows=4",
         "world_model_eval.videos=1", "world_model_eval.decode_steps=1", "depth_steps=3",
         "planning.collect.episodes=2", "planning.collect.workers=2", "planning.collect.env.max_episode_steps=12",
         "planning.world_model.loop.steps=2", "planning.world_model.loop.batch_size=2", "planning.episodes=1",
-        "world_model_eval.decode_frames=2",
+        "world_model_eval.decode_frames=2", "classification.clips_per_class=[1,1,1]", "classification.steps=2",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -38,8 +38,8 @@ def test_main_job_end_to_end(tmp_path):
     assert (out / "world_model" / "eval" / "decoded_frames.png").stat().st_size > 5000
     assert set(results["probe"]) == {"random init", "after Stage 1", "after Stage 2"}
     assert results["collect"]["episodes"] == 4
-    assert len(results["world_model"]["eval"]["methods"]["world_model"]["l1"]) == 8
-    assert len(results["world_model"]["eval"]["action_sensitivity"]) == 8
+    assert len(results["world_model"]["eval"]["methods"]["world_model"]["l1"]) == 5
+    assert len(results["world_model"]["eval"]["action_sensitivity"]) == 5
     assert set(results["world_model"]["eval"]["proprio_error"]) == {"world_model", "hold_last"}
     assert "action sensitivity" in page and "proprio error" in page
     assert {r["encoder"] for r in results["depth"]["rows"]} >= {"random init", "Stage 1", "Stage 2"}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import List
+from typing import List, Optional
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +122,9 @@ class ClassificationSettings:
     clips_per_class: List[int] = field(default_factory=lambda: [5, 1, 2])  # train, val, test clips per class
     steps: int = 40  # head training steps
     head_depth: int = 2  # attentive-probe blocks (V-JEPA 2: 4)
+    # clip side in px; None: half the encoders' training size. The CPU recipe's encoders train at 64 px,
+    # whose half (32 px, 4x4 tokens) hides the fingertip: clips at full size
+    resolution: Optional[int] = 64
 
 
 @dataclass
@@ -390,7 +393,7 @@ def classification_stage(cfg: DemoConfig, stage_summaries: dict, report: Report,
     c = cfg.classification
     encoders = {"random init": None, **{f"Stage {k}": v["checkpoint"] for k, v in stage_summaries.items()}}
     res = classification_section(None, encoders, Path(cfg.out) / "classification", clips_per_class=tuple(c.clips_per_class),
-                                 steps=c.steps, head_depth=c.head_depth)
+                                 steps=c.steps, head_depth=c.head_depth, resolution=c.resolution)
     rows = res["results"]["rows"]
     kind = res["results"]["settings"]["kinds"][-1]
     top1 = {r["backbone"]: r[kind] for r in rows}

@@ -232,7 +232,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         encoders = {"random init": None, **{f"Stage {k}": v["checkpoint"] for k, v in stage_summaries.items()}}
         depth = run_depth_probe(encoders, summary.out, train_eps, test_eps, out / "depth", steps=cfg.depth_steps,
                                 world_model=cfg.world_model.out if cfg.run_world_model else None,
-                                imagine_encoder="Stage 1")
+                                imagine_encoder="Stage 1", imagine_horizon=cfg.world_model_eval.horizon)
         results["depth"] = {"rows": depth["rows"], "imagined": depth["imagined"]}
         v = verdicts["depth probe"] = depth_verdict(depth["rows"])
         report.add(

@@ -137,7 +137,7 @@ def _verdicts(rows: list[dict], encoders: dict) -> None:
 def run_depth_probe(
     encoder_ckpts: dict[str, str | Path | None], data_root: str | Path, train_eps: list[int], test_eps: list[int],
     out_dir: str | Path, steps: int = 150, heads: tuple[str, ...] = ("linear",), world_model: str | Path | None = None,
-    imagine_encoder: str | None = None,
+    imagine_encoder: str | None = None, imagine_horizon: int = 8,
 ) -> dict:
     """The README main job's depth section: small probes per encoder, table and pictures.
 
@@ -167,7 +167,7 @@ def run_depth_probe(
         ckpt = next(r["checkpoint"] for r in res["rows"] if r["encoder"] == name and r["head"] == "linear")
         probe, features, _ = load_depth_probe(ckpt)
         imagined = imagined_depth(probe, features, WorldModel.load(world_model), str(data_root), list(test_eps),
-                                  Path(out_dir) / "imagined", horizon=8, max_windows=8)
+                                  Path(out_dir) / "imagined", horizon=imagine_horizon, max_windows=8)
         images += [imagined["files"][k] for k in ("curve", "sheet_0", "cloud_0") if k in imagined["files"]]
     def fmt(r, k):
         return "-" if r.get(k) is None else f"{r[k]:.3f}"

@@ -39,6 +39,7 @@ Goals for goal-conditioned planning (``env.adapter.goal``):
 from __future__ import annotations
 
 import gymnasium
+import gymnasium.utils
 import numpy as np
 
 from envs.adapter_spec import AdapterSpec
@@ -52,14 +53,15 @@ BOARD = 512.0  # gym-pusht's action box is [0, 512]^2 (pixels)
 GOAL_POS_TOL, GOAL_ANGLE_TOL = 20.0, np.pi / 9  # DINO-WM's PushT eval_state
 
 
-class RelativeTargetActions(gymnasium.ActionWrapper):
+class RelativeTargetActions(gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
     """DINO-WM's relative PushT actions: the action is the target's offset from the agent's current
     position, ``Box(-max_delta, max_delta, (2,))`` pixels; the wrapped env gets ``clip(agent + a, 0, 512)``.
     (DINO-WM stores these offsets divided by 100; our world model normalises actions by the data's
     mean and std, so the scale does not matter.)"""
 
     def __init__(self, env: gymnasium.Env, max_delta: float = 100.0):
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, max_delta=max_delta)
+        gymnasium.ActionWrapper.__init__(self, env)
         if not max_delta > 0:
             raise ValueError(f"max_delta must be > 0 pixels, got {max_delta}")
         self.max_delta = float(max_delta)

@@ -81,16 +81,32 @@ def wrap_action_mode(env: gymnasium.Env, action_mode: str = "absolute", max_delt
     raise ValueError(f"PushT action_mode must be 'absolute' or 'relative', got {action_mode!r}")
 
 
+def _relative_wrapper(adapter: GymAdapter) -> RelativeTargetActions | None:
+    env = adapter.env
+    while isinstance(env, gymnasium.Wrapper):
+        if isinstance(env, RelativeTargetActions):
+            return env
+        env = env.env
+    return None
+
+
+def reachable_target(adapter: GymAdapter, target) -> np.ndarray:
+    """The absolute target the env would really get for ``target``: within ``max_delta`` of the agent
+    when it has relative actions (so goal segments move as fast as the data, no faster), on the board."""
+    target = np.asarray(target, np.float64)
+    rel = _relative_wrapper(adapter)
+    if rel is not None:
+        agent = np.asarray(adapter.env.unwrapped.agent.position, np.float64)
+        target = agent + np.clip(target - agent, -rel.max_delta, rel.max_delta)
+    return np.clip(target, 0.0, BOARD)
+
+
 def to_env_action(adapter: GymAdapter, target) -> np.ndarray:
     """An absolute target (pixels) as the adapter's action: itself, or its offset from the agent when
     the env has relative actions (clipped to the action box)."""
-    target = np.asarray(target, np.float64)
-    env, space = adapter.env, adapter.env.action_space
-    while isinstance(env, gymnasium.Wrapper):
-        if isinstance(env, RelativeTargetActions):
-            target = target - np.asarray(env.unwrapped.agent.position, np.float64)
-            break
-        env = env.env
+    target, space = np.asarray(target, np.float64), adapter.env.action_space
+    if _relative_wrapper(adapter) is not None:
+        target = target - np.asarray(adapter.env.unwrapped.agent.position, np.float64)
     return np.clip(target, space.low, space.high).astype(space.dtype)
 
 
@@ -194,7 +210,8 @@ def rollout_goal(adapter: GymAdapter, steps: int = 25, step_std: float = 0.05, p
     left in ``adapter.start_observation`` for the evaluation to begin from. The goal state goes to
     ``adapter.goal_state`` (for ``goal_state_reached``) and the segment's targets to
     ``adapter.goal_actions`` (for ``replay_expert``). The goal segment steps the simulator directly
-    (absolute targets, outside the time limit), whatever the env's action mode.
+    (outside the time limit) with absolute targets limited as the env's actions are
+    (``reachable_target``: with relative actions, within ``max_delta`` of the agent, as the data).
     """
     reset = adapter.last_reset
     if reset is None or reset["seed"] is None:
@@ -206,7 +223,8 @@ def rollout_goal(adapter: GymAdapter, steps: int = 25, step_std: float = 0.05, p
     act = _make_goal_policy(adapter, policy, rng, step_std, noise_px)
     targets = []
     for _ in range(warmup + steps):
-        targets.append(np.asarray(act(sim), dtype=np.float32))  # as the env's float32 actions
+        # Limited as the env limits its actions (relative: max_delta), float32 as the env's actions.
+        targets.append(reachable_target(adapter, act(sim)).astype(np.float32))
         obs, _, _, _, info = sim.step(targets[-1])
     goal = adapter.observe(obs, info)
     state = pusht_state(sim)

@@ -25,15 +25,20 @@ PushT proprio with velocity); ``info`` gains ``coverage``, ``pos_error`` (block 
 ``angle_error`` (rad) and ``distance`` = ``pos_error``; ground truth ``agent_pos`` (2,) and
 ``block_pose`` (3,) per step; goal = ``goal_pose`` below.
 
+Relative actions (DINO-WM's): ``env.kwargs={action_mode: relative, max_delta: 25}`` wraps the env in
+``RelativeTargetActions`` (action = the target's offset from the agent, ``Box(-max_delta, max_delta)``
+px). The preset's ``expert`` is the scripted pusher of ``envs.pusht_expert`` (either action mode).
+
 Goals for goal-conditioned planning (``env.adapter.goal``):
 
 * ``envs.pusht:goal_pose`` (default): the env's own goal, rendered: the block on the goal T, the
   agent where it is now. Pairs with PushT's own success criterion (coverage > 0.95).
-* ``envs.pusht:rollout_goal`` (DINO-WM's protocol, with random actions instead of a held-out
-  dataset segment): the state reached from the episode's start after ``steps`` env steps of a
-  smooth random walk of the target; set ``env.adapter.success=envs.pusht:goal_state_reached`` and
-  ``env.adapter.distance=envs.pusht:goal_state_distance`` with it (DINO-WM's ``eval_state``: agent and
-  block positions within 20 px in norm, block angle within pi/9).
+* ``envs.pusht:rollout_goal`` (DINO-WM's protocol): the state reached ``steps`` env steps along a
+  seeded trajectory of a data policy (noisy scripted pusher or random walk), optionally from a
+  start ``warmup`` steps into it; pair it with ``env.adapter.success=envs.pusht:goal_state_reached``,
+  ``env.adapter.distance=envs.pusht:goal_state_distance`` (DINO-WM's ``eval_state``: agent and block
+  positions within 20 px in norm, block angle within pi/9) and ``env.adapter.expert=envs.pusht:replay_expert``
+  (the segment's own actions). ``configs/plan_eval_preset/pusht.yaml`` sets all of it.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--probes", type=int, default=16, help="random T poses per episode for the rank correlation")
     ap.add_argument("--norm", default="l2", choices=["l1", "l2"])
+    ap.add_argument("--max-delta", type=float, default=25.0, help="relative action box (px) of the goal segments")
     ap.add_argument("--tokens", default="patch", choices=["all", "patch", "cls"])
     args = ap.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> None:
 
     wm = WorldModel.load(args.world_model)
     spec = AdapterSpec(goal="envs.pusht:rollout_goal", goal_kwargs={"steps": 25, "policy": "expert", "warmup": 10})
-    env = make_gym_env("gym_pusht/PushT-v0", adapter=spec, image_size=args.image_size)
+    kwargs = {"action_mode": "relative", "max_delta": args.max_delta}  # as configs/plan_eval_preset/pusht.yaml
+    env = make_gym_env("gym_pusht/PushT-v0", kwargs=kwargs, adapter=spec, image_size=args.image_size)
     rows, rhos = [], []
     for seed in range(args.seed, args.seed + args.episodes):
         env.reset(seed=seed)

@@ -241,6 +241,10 @@ class GymAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         self._last_rgb: np.ndarray | None = None
         self.last_reset: dict[str, Any] | None = None  # seed and options of the latest reset
         self.goal_state: Any = None  # set by goal functions that define a goal state (see envs.pusht)
+        # Goal functions may also move the episode's start (start_observation: the observation to begin
+        # from) and leave the actions that reach the goal (goal_actions), e.g. envs.pusht:rollout_goal.
+        self.start_observation: dict | None = None
+        self.goal_actions: Any = None
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         self.observation_space = self._infer_space()
 
@@ -450,6 +454,7 @@ class GymAdapter(gymnasium.Wrapper, RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         self.last_reset = {"seed": seed, "options": options}
         self.goal_state = None
+        self.start_observation = self.goal_actions = None  # set by goal functions (envs.pusht:rollout_goal)
         return self._finish(obs, info)
 
     def step(self, action):
@@ -558,11 +563,15 @@ def reacher_goal(adapter: GymAdapter) -> dict[str, np.ndarray]:
 class Preset:
     """Adapter settings of one gymnasium id, and its ``gymnasium.make`` keyword arguments for an
     image size (``kwargs(width, height) -> dict``; the user's kwargs override them). ``requires``
-    names the package the id needs, for the error message when it is missing."""
+    names the package the id needs, for the error message when it is missing. ``wrap(env, **own)``
+    wraps the made env (e.g. PushT's relative actions); ``own_kwargs`` are the keyword arguments it
+    takes, removed from the user's kwargs before ``gymnasium.make``."""
 
     spec: AdapterSpec
     kwargs: Callable[[int, int], dict] = lambda w, h: {}
     requires: str | None = None
+    wrap: Callable[..., gymnasium.Env] | None = None
+    own_kwargs: tuple[str, ...] = ()
 
 
 _MUJOCO_CAMERA = dict(rgb="camera", depth="camera", intrinsics="camera", extrinsics="camera")
@@ -636,6 +645,7 @@ def make_gym_env(env_id: str, kwargs: dict | None = None, adapter: AdapterSpec |
     preset = preset_for(env_id)
     spec = AdapterSpec.coerce(adapter).over(preset.spec)
     make_kwargs = {**preset.kwargs(image_size, image_size), **dict(kwargs or {})}
+    own = {k: make_kwargs.pop(k) for k in preset.own_kwargs if k in make_kwargs}
     _ensure_registered(env_id, preset.requires)
     if spec.rgb in (None, "render"):
         make_kwargs.setdefault("render_mode", "rgb_array")
@@ -655,6 +665,8 @@ def make_gym_env(env_id: str, kwargs: dict | None = None, adapter: AdapterSpec |
         hint = f" (pip install {preset.requires})" if preset.requires else ""
         raise ValueError(f"env.id={env_id!r}: {e}{hint}") from e
     try:
+        if preset.wrap is not None:
+            env = preset.wrap(env, **own)
         return GymAdapter(env, spec, width=image_size, height=image_size, render_mode=render_mode, env_id=env_id)
     except Exception:
         env.close()

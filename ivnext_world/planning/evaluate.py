@@ -121,6 +121,9 @@ def build_agent(cfg: PlanEvalConfig, wm, name: str, env, overrides: dict | None 
 def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) -> dict:
     obs, info = env.reset(seed=seed)
     goal = _render_goal(env)
+    start = _wrapper_attr(env, "start_observation")  # a goal function that moved the start (PushT warm-up)
+    if start is not None:
+        obs = start
     policy.reset(goal["rgb"], goal.get("proprio"))
     success, steps, t0 = bool(info.get("is_success", False)), 0, time.perf_counter()
     truncated = terminated = False
@@ -134,8 +137,17 @@ def run_episode(env, policy, seed: int, stop_on_success: bool, recorder=None) ->
     if recorder is not None:
         recorder.add(obs["rgb"], goal["rgb"], policy)
     dt = time.perf_counter() - t0
+    final = {k: float(v) for k, v in info.items()  # the env's scalar task measures at the end
+             if isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) and k != "distance"}
     return {"seed": seed, "success": success, "steps": steps, "final_distance": float(info.get("distance", np.nan)),
-            "sec_per_action": dt / max(steps, 1), "plans": getattr(policy, "num_plans", 0)}
+            "sec_per_action": dt / max(steps, 1), "plans": getattr(policy, "num_plans", 0), "final_info": final}
+
+
+def _wrapper_attr(env, name: str):
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return None
 
 
 def summarise(rows: list[dict]) -> dict:

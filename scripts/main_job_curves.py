@@ -1,0 +1,98 @@
+"""Quality against steps for the main job's recipe (the curves behind README "what the bars would take").
+
+    # Stage 1: the main job's Stage-1 recipe on one longer schedule; at each checkpoint the held-out
+    # state-probe R^2 (random init as step 0) and the decoder's PSNR on held-out frames' true latents
+    python scripts/main_job_curves.py stage1 --data outputs/demo/data --train 0-26 --test 27-35 \\
+        --steps 600 --every 150 --out runs/curve_s1
+    # World model: the main job's world model (frame skip 5) on a Stage-1 encoder, trained longer;
+    # ratio to copy-last and action sensitivity per horizon at each checkpoint (--steps 0: evaluate only)
+    python scripts/main_job_curves.py world-model --data data100 --encoder outputs/demo/stage1 \\
+        --train 0-79 --test 80-99 --steps 1500 --every 300 --out runs/curve_wm
+
+Writes ``curve.json`` in ``--out`` and prints one JSON line per checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+
+def _range(text: str) -> list[int]:
+    a, b = (int(x) for x in text.split("-"))
+    return list(range(a, b + 1))
+
+
+def stage1_curve(args) -> list[dict]:
+    import torch
+    from omegaconf import OmegaConf
+
+    from ivnext_world.config import load_config
+    from ivnext_world.pretrain.epd import build_epd
+    from ivnext_world.pretrain.run import load_epd, run_pretrain
+    from ivnext_world.probes import state_probe
+    from ivnext_world.world_model import WorldModel
+    from ivnext_world.world_model.evaluate import decode_fidelity
+
+    cfg = OmegaConf.to_object(load_config("demo")).stage1
+    cfg.data.source, cfg.data.episodes, cfg.out = args.data, args.train, args.out
+    cfg.loop.steps, cfg.loop.ckpt_every, cfg.loop.keep_last = args.steps, args.every, 10_000
+    run_pretrain(cfg)
+    torch.manual_seed(0)
+    rows = [{"step": 0, "r2": state_probe(build_epd(cfg.model).encoder, args.data, args.train, args.test).r2}]
+    print(json.dumps(rows[-1]), flush=True)
+    for ck in sorted((Path(args.out) / "checkpoints").glob("step_*")):
+        r2 = state_probe(load_epd(ck)[0].encoder, args.data, args.train, args.test).r2
+        fid = decode_fidelity(WorldModel.load(ck), args.data, args.test, args.train, Path(args.out) / f"decoded_{ck.name}.png")
+        rows.append({"step": int(ck.name.split("_")[1]), "r2": r2, "psnr_db": fid["psnr_db"],
+                     "mean_image_psnr_db": fid["mean_image_psnr_db"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def world_model_curve(args) -> list[dict]:
+    from omegaconf import OmegaConf
+
+    from ivnext_world.config import load_config
+    from ivnext_world.world_model.evaluate import EvalConfig, evaluate_world_model
+    from ivnext_world.world_model.train import train_world_model
+
+    w = OmegaConf.to_object(load_config("demo")).world_model
+    w.encoder, w.data.source, w.data.episodes, w.out = args.encoder, args.data, args.train, args.out
+    w.loop.steps, w.loop.ckpt_every, w.loop.keep_last = args.steps, args.every, 10_000
+    if args.steps > 0:
+        train_world_model(w)
+    rows = []
+    for ck in sorted((Path(args.out) / "checkpoints").glob("step_*")):
+        r = evaluate_world_model(EvalConfig(world_model=str(ck), data=args.data, episodes=args.test, horizon=5,
+                                            max_windows=48, videos=0, out=str(Path(args.out) / f"eval_{ck.name}")))
+        wm, cl = r["methods"]["world_model"]["l1"], r["methods"]["copy_last"]["l1"]
+        rows.append({"step": int(ck.name.split("_")[1]), "ratio_to_copy_last": [a / b for a, b in zip(wm, cl)],
+                     "action_sensitivity": r["action_sensitivity"]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("stage1", "world-model"))
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--train", type=_range, required=True, help="training episodes, e.g. 0-26")
+    ap.add_argument("--test", type=_range, required=True, help="held-out episodes, e.g. 27-35")
+    ap.add_argument("--encoder", help="world-model: the Stage-1 run")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--every", type=int, default=150)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    if set(args.train) & set(args.test):
+        ap.error("--train and --test overlap")
+    if args.what == "world-model" and not args.encoder:
+        ap.error("world-model needs --encoder")
+    logging.basicConfig(level=logging.WARNING)
+    rows = stage1_curve(args) if args.what == "stage1" else world_model_curve(args)
+    Path(args.out, "curve.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 VENV=${LEROBOT_VENV:-.venv-lerobot}
 PY=${PYTHON:-python3}
 stamp="$VENV/.lerobot-installed"
-# One installer at a time (two pytest runs may call this at once); the lock file sits beside the venv.
+# One installer at a time (two pytest runs may call this at once); the lock file sits beside the venv,
+# whose parent (e.g. ~/.cache/ivnext_world on a fresh machine) may not exist yet.
+mkdir -p "$(dirname "${VENV%/}")"
 exec 9>"${VENV%/}.lock"
 flock 9
 want="$(cat constraints-lerobot.txt scripts/setup_lerobot.sh | sha256sum | cut -d' ' -f1)"

@@ -30,17 +30,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
-
-from .utils.io import atomic_write_text
 
 from .config.schema import CollectConfig, EnvConfig, PolicyConfig, PolicyKind, Task
 from .pretrain.run import PretrainConfig, RANDOM_TEACHER_WARNING
 from .verdicts import Verdict, decoder_verdict, depth_verdict, planning_verdict, state_probe_verdict, world_model_verdict
 from .train.loop import LoopConfig
+from .utils.io import atomic_write_text
 from .viz import Report, plot_curves
 from .world_model.train import WMDataConfig, WorldModelTrainConfig
 

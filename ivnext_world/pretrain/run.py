@@ -125,22 +125,21 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     teacher_info: dict = {}
     if cfg.stage == 1:
         teacher = None
-        loss = stage1_loss(cfg)
+        loss = stage1_loss(cfg)  # the caller's config is left as given
         if loss is not cfg.loss:
-            cfg.loss = loss
             teacher_info = {"model": None, "checkpoint": None, "pretrained": None, "objective": "reconstruction only",
-                            "note": NO_TEACHER_NOTE.format(mask=cfg.loss.resolved_mask(False))}
+                            "note": NO_TEACHER_NOTE.format(mask=loss.resolved_mask(False))}
             log.warning(teacher_info["note"])
-        if cfg.loss.w_middle or cfg.loss.w_final:
+        if loss.w_middle or loss.w_final:
             from ..models import ImageTeacher
 
             teacher = ImageTeacher(cfg.teacher.model, cfg.teacher.checkpoint, num_layers=cfg.teacher.num_layers, img_size=cfg.model.img_size)
             teacher_info = {"model": cfg.teacher.model, "checkpoint": cfg.teacher.checkpoint, "pretrained": teacher.is_pretrained}
         mcfg = EPDConfig(**{**asdict(cfg.model), "teacher_dim": teacher.embed_dim if teacher else None, "latent_head": False})
-        if cfg.loss.w_recon == 0:
+        if loss.w_recon == 0:
             mcfg.decoder = "none"
         model = build_epd(mcfg)
-        objective = Stage1Objective(cfg.loss, teacher)
+        objective = Stage1Objective(loss, teacher)
     elif cfg.stage == 2:
         if cfg.init_from is None:
             raise ValueError("Stage 2 needs init_from=<Stage-1 run or checkpoint folder>")

@@ -95,7 +95,7 @@ class Stage1Objective:
             mask = motion_guided_mask(token_motion(video, grid, tub), cfg.mask_ratio, generator=generator)
         else:
             mask = random_tube_mask(b, grid, cfg.mask_ratio, generator=generator, device=video.device)
-        # Both masks keep a count fixed by the ratio: passing it on means no step reads the mask back
+        # Every mask keeps a count fixed by the ratio: passing it on means no step reads the mask back
         # to the host (a GPU sync each) and torch.compile sees static shapes.
         n_vis = visible_count(grid, cfg.mask_ratio)
 

@@ -306,8 +306,8 @@ class WorldModel(nn.Module):
         ``decode_groups`` interleaved groups (a regular pattern, a particular random-tube mask); in pass
         ``g`` group ``g`` is visible and the rest masked (``decode_groups=4``: Stage 1's 75% ratio), and
         each token's condition is the mean of the predictor's outputs over the passes where it was
-        masked. ``decode_groups=1`` feeds every token unmasked (the predictor's visible outputs, which
-        the decoder was never trained on: noise). The conditions then drive the diffusion decoder,
+        masked. ``decode_groups=1`` feeds every token unmasked (the predictor's visible outputs, on which
+        the decoder was never trained). The conditions then drive the diffusion decoder,
         sampled with a few-step diffusers sampler; patch pixels are reassembled and un-normalised.
         """
         if self.decoder is None:

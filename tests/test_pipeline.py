@@ -73,3 +73,23 @@ def test_scale_presets_compose_onto_the_main_job():
     assert gpu.collect.episodes > cpu.collect.episodes and gpu.stage1.loop.steps > cpu.stage1.loop.steps
     mixed = load_config("demo", ["scale=gpu", "stage1.loop.steps=7"])  # later overrides still win
     assert mixed.stage1.loop.steps == 7
+
+
+def test_probe_split_takes_the_first_episodes_of_each_split_and_never_mixes_them():
+    from ivnext_world.pipeline import probe_split, split_episodes
+
+    train, test = split_episodes(100, 0.2)
+    assert (train[-1], test[0], len(test)) == (79, 80, 20)
+    fit, scored = probe_split(train, test, [27, 9])
+    assert fit == list(range(27)) and scored == list(range(80, 89))
+    assert probe_split(train, test, None) == (train, test)
+    assert probe_split([0, 1], [2], [27, 9]) == ([0, 1], [2])  # fewer episodes than the caps: all of them
+    with pytest.raises(ValueError, match="probe_episodes"):
+        probe_split(train, test, [27])
+    assert load_gpu_probe_episodes() is None  # scale=gpu probes every episode
+
+
+def load_gpu_probe_episodes():
+    from ivnext_world.config import load_config
+
+    return load_config("demo", ["scale=gpu"]).probe_episodes

@@ -8,6 +8,8 @@
     # ratio to copy-last and action sensitivity per horizon at each checkpoint (--steps 0: evaluate only)
     python scripts/main_job_curves.py world-model --data data100 --encoder outputs/demo/stage1 \\
         --train 0-79 --test 80-99 --steps 1500 --every 300 --out runs/curve_wm
+    # a point of the README's world-model sweep: the same with overrides of the world model's config
+    python scripts/main_job_curves.py world-model ... --set predictor.embed_dim=192 predictor.depth=4 data.window=6
     # Depth and classification: the main job's depth probe (moving-pixel AbsRel, with the static map)
     # and attentive probe (arm8) on random init and on each checkpoint of a Stage-1 curve run
     python scripts/main_job_curves.py probes --data outputs/demo/data --train 0-26 --test 27-35 \
@@ -67,6 +69,8 @@ def world_model_curve(args) -> list[dict]:
     from ivnext_world.world_model.train import train_world_model
 
     w = OmegaConf.to_object(load_config("demo")).world_model
+    if args.set:  # a sweep point: dotlist overrides of the main job's world model (unknown keys raise)
+        w = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(w), OmegaConf.from_dotlist(args.set)))
     w.encoder, w.data.source, w.data.episodes, w.out = args.encoder, args.data, args.train, args.out
     w.loop.steps, w.loop.ckpt_every, w.loop.keep_last = args.steps, args.every, 10_000
     if args.steps > 0:
@@ -157,6 +161,8 @@ def main() -> None:
     ap.add_argument("--encoder", help="world-model, planning: the Stage-1 run")
     ap.add_argument("--run", help="probes: a stage1 curve run (its checkpoints are probed)")
     ap.add_argument("--episodes", type=int, default=8, help="planning: evaluation episodes per checkpoint")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="world-model: overrides of the main job's world model, e.g. predictor.depth=4 data.window=6")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--every", type=int, default=150)
     ap.add_argument("--out", required=True)

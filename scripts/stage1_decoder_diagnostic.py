@@ -35,6 +35,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     from ivnext_world.data import TrajectoryDataset
+    from ivnext_world.data.transforms import IMAGENET_MEAN, IMAGENET_STD
     from ivnext_world.masking import motion_guided_mask, random_tube_mask
     from ivnext_world.models.patch_embed import patchify
     from ivnext_world.pretrain.run import load_epd, resolve_checkpoint
@@ -51,8 +52,8 @@ def main() -> None:
     clips = torch.stack([ds[i]["frames"] for i in pick])  # (B, T, 3, H, W) in [0, 1]
     b = clips.shape[0]
     x = F.interpolate(clips.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-    mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     video = ((x - mean) / std).unflatten(0, (b, frames)).transpose(1, 2)  # (B, 3, T, S, S)
     grid = enc.token_grid(video.shape[2:])
     pixels = patchify(video, enc.patch_size, enc.tubelet_size, order=dec.pixel_order)  # (B, N, P)
@@ -60,8 +61,8 @@ def main() -> None:
     def x0_estimate(cond, target, t_value, gen):
         noise = torch.randn(target.shape, generator=gen)
         t = torch.full((target.shape[0],), t_value, dtype=torch.long)
+        x_t = dec.add_noise(target, noise, t)  # the forward process the decoder was trained on
         ab = dec.alphas_cumprod[t].unsqueeze(-1)
-        x_t = ab.sqrt() * target + (1 - ab).sqrt() * noise
         out = dec.net(x_t, t, cond).float()[:, :dec.patch_dim]
         if dec.prediction_type == "v_prediction":
             return ab.sqrt() * x_t - (1 - ab).sqrt() * out

@@ -10,6 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` to ``path`` (parent folders created), close it, return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(history: Sequence[dict], path: str | Path, keys: Sequence[str] | None = None, title: str = "", warning: str = "") -> Path:
     """Plot every ``loss*`` column of ``history`` (rows with a ``step``) against step, log-scaled y."""
     path = Path(path)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # headless: never try to open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .plots import save_figure  # noqa: E402
+
 
 def contact_sheet(
     rgb: Sequence[np.ndarray],
@@ -60,11 +62,7 @@ def contact_sheet(
         cbar.set_label("depth [m]")
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def image_rows(rows: Sequence, path: str | Path, row_labels: Sequence[str], title: str = "") -> Path:
@@ -86,8 +84,4 @@ def image_rows(rows: Sequence, path: str | Path, row_labels: Sequence[str], titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -89,6 +89,8 @@ def plot_confusion(cm, classes: list[str], path: str | Path, title: str = "") ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ...viz.plots import save_figure
+
     cm = np.asarray(cm)
     rows = cm.sum(1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
@@ -109,8 +111,4 @@ def plot_confusion(cm, classes: list[str], path: str | Path, title: str = "") ->
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

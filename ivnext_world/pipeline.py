@@ -184,10 +184,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     results: dict = {"scale": cfg.scale}
     verdicts: dict[str, Verdict] = {}
 
-    # 1. data
-    summary = collect(cfg.collect)
+    # 1. data (the splits first: a bad held_out or probe_episodes fails before anything runs)
     train_eps, test_eps = split_episodes(cfg.collect.episodes, cfg.held_out)
     probe_train, probe_test = probe_split(train_eps, test_eps, cfg.probe_episodes)
+    summary = collect(cfg.collect)
     results["collect"] = asdict(summary)
     report.add(
         "Simulated robot data",

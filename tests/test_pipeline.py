@@ -93,3 +93,12 @@ def load_gpu_probe_episodes():
     from ivnext_world.config import load_config
 
     return load_config("demo", ["scale=gpu"]).probe_episodes
+
+
+def test_a_bad_probe_split_fails_before_any_episode_is_collected(tmp_path):
+    from ivnext_world.pipeline import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=str(tmp_path / "demo"), probe_episodes=[27])
+    with pytest.raises(ValueError, match="probe_episodes"):
+        run_demo(cfg)
+    assert not (tmp_path / "demo" / "data").exists()

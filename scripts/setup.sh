@@ -33,6 +33,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# A fresh .venv takes ~8 GB (torch 2.14.1 is a CUDA build: ~3 GB of nvidia libraries), plus pip's
+# unpacked wheels while it installs.
+source scripts/disk_check.sh
+if [[ ! -d "$VENV/lib/python3.11/site-packages/torch" ]]; then
+  require_free_gb "$VENV" 10 "a fresh $VENV"
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "[setup] creating virtual environment $VENV"
   "$PY" -m venv "$VENV"

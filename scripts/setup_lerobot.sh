@@ -18,6 +18,10 @@ want="$(cat constraints-lerobot.txt scripts/setup_lerobot.sh | sha256sum | cut -
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
+source scripts/disk_check.sh
+if [[ ! -d "$VENV/bin" ]]; then
+  require_free_gb "$VENV" 10 "the LeRobot venv ($VENV, ~8 GB)"
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "[setup-lerobot] creating virtual environment $VENV"
   "$PY" -m venv "$VENV"

@@ -27,6 +27,7 @@ image_size)`` (``envs.gym_adapters``; settings in ``envs.adapter_spec``), e.g. g
 
 import importlib
 import os
+import sys
 
 # Headless offscreen rendering: must be decided before mujoco is first imported, so users never
 # have to set it. setdefault keeps an explicit choice (e.g. MUJOCO_GL=osmesa).
@@ -35,6 +36,24 @@ if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):  # PyOpenGL must agree with MuJ
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 import gymnasium  # noqa: E402  (after the environment variables on purpose)
+
+
+def _load_triton_before_gl() -> None:
+    """Loads triton's native library (shipped with CUDA builds of torch) before any OpenGL context.
+    Loaded after one (EGL or OSMesa: Mesa's llvmpipe brings its own LLVM), it segfaults, and torch
+    loads it lazily (the first ``torch.optim`` optimizer, ``torch._dynamo``), so a script that made
+    an env and then trained crashed. ~0.2 s, once; nothing where triton is not installed."""
+    import importlib.util
+
+    if "triton._C.libtriton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        import triton._C.libtriton  # noqa: F401
+    except Exception:  # a broken triton is torch's concern; envs work without it
+        pass
+
+
+_load_triton_before_gl()
 
 TASKS = {
     "reach": "ivnext/Reach-v0",

@@ -101,3 +101,21 @@ def test_bad_camera_and_close(sim):
     rig.close()  # idempotent
     with pytest.raises(RuntimeError, match="after close"):
         rig.render(data)
+
+
+def test_an_env_made_before_torch_trains_does_not_crash_the_process():
+    """Triton's native library (torch loads it lazily, e.g. on the first optimizer) segfaulted when
+    it came after an OpenGL context; importing envs loads it first. A fresh process, as a user's script."""
+    import subprocess
+    import sys
+
+    script = (
+        "import gymnasium, envs\n"
+        "env = gymnasium.make('ivnext/Push-v0', width=32, height=32); env.reset(seed=0)\n"
+        "import torch\n"
+        "p = torch.nn.Parameter(torch.zeros(3)); opt = torch.optim.Adam([p])\n"
+        "p.sum().backward(); opt.step(); print('trained', float(p[0]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "trained" in r.stdout

@@ -22,12 +22,32 @@ class PushEnv(TabletopEnv):
     ``[-0.18, 0.18]^2`` m and at least 12 cm from the puck, fingertip uniform in
     ``[-0.22, 0.22]^2`` m and at least 9 cm from the puck (never touching it).
     Registered as ``ivnext/Push-v0`` with a 120-step limit (4.8 s).
+
+    Scenes (``scene=``, e.g. ``gymnasium.make("ivnext/Push-v0", scene="topdown")`` or
+    ``env.kwargs={scene: topdown}`` in the configs):
+
+    * ``"front"`` (default, every number before stop 22): the oblique ``scene`` camera, the whole
+      gantry arm in view, puck radius 3 cm. The arm fills much of the image.
+    * ``"topdown"`` (``assets/push_topdown.xml``): PushT's lesson, the object carries the image. A
+      camera straight above the table, the gantry hidden from it (only the fingertip shows), and a
+      puck of radius 6 cm. Same physics otherwise, and the same layout for the same seed (the reset
+      draws are identical), so the two scenes can be compared episode by episode.
     """
 
     xml_file = "push.xml"
     SUCCESS_THRESHOLD = 0.05  # m, puck centre to goal centre in xy
+    GANTRY = ("rail", "post_l", "post_r", "carriage", "boom", "rod")  # the arm but its fingertip
+    SCENES = {
+        "front": dict(xml_file="push.xml", obs_camera="scene", hidden_geoms=()),
+        "topdown": dict(xml_file="push_topdown.xml", obs_camera="top", hidden_geoms=GANTRY),
+    }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, scene: str = "front", **kwargs):
+        if scene not in self.SCENES:
+            raise ValueError(f"unknown push scene {scene!r}; choose one of {sorted(self.SCENES)}")
+        self.scene = scene
+        for attr, value in self.SCENES[scene].items():  # before the model is loaded
+            setattr(self, attr, value)
         super().__init__(*args, **kwargs)
         self._puck_qpos = self.model.joint("puck").qposadr[0]
         self._puck_body = self.model.body("puck").id

@@ -61,6 +61,8 @@ class TabletopEnv(MujocoEnv):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
     xml_file: ClassVar[str]
+    obs_camera: ClassVar[str] = "scene"  # the model camera observations are rendered from
+    hidden_geoms: ClassVar[tuple[str, ...]] = ()  # geoms moved to group 3, which cameras do not draw
     SUCCESS_THRESHOLD: ClassVar[float]
     MAX_STEP: ClassVar[float] = 0.02  # m per env step at |action| = 1
     WORKSPACE: ClassVar[float] = 0.25  # m, half side of the square the fingertip can reach
@@ -72,7 +74,9 @@ class TabletopEnv(MujocoEnv):
         self._frame_skip_arg = frame_skip  # read by _initialize_simulation below
         super().__init__(str(ASSETS / self.xml_file), frame_skip, observation_space=None,
                          render_mode=render_mode, width=width, height=height)
-        self.camera = CameraRig(self.model, "scene", width=width, height=height)
+        for name in self.hidden_geoms:  # visual only: physics ignores geom groups
+            self.model.geom_group[self.model.geom(name).id] = 3
+        self.camera = CameraRig(self.model, self.obs_camera, width=width, height=height)
         self.observation_space = make_observation_space(height, width, proprio_dim=4)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         joints = [self.model.joint(name) for name in ("slide_x", "slide_y")]

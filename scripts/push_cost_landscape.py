@@ -6,6 +6,7 @@ fingertip at its goal pose with the puck where it started. If the second costs m
 third, the objective prefers moving the arm to moving the puck, and a latent-only planner will not push.
 
     python scripts/push_cost_landscape.py --world-model outputs/world_model --episodes 10
+    python scripts/push_cost_landscape.py --world-model outputs/world_model --scene topdown   # PushEnv scenes
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--scene", default="front", help="PushEnv scene: front (default) or topdown")
     args = ap.parse_args()
 
     import gymnasium
@@ -34,7 +36,7 @@ def main() -> None:
     from ivnext_world.world_model import WorldModel
 
     wm = WorldModel.load(args.world_model)
-    env = gymnasium.make(envs.TASKS["push"], width=args.image_size, height=args.image_size)
+    env = gymnasium.make(envs.TASKS["push"], width=args.image_size, height=args.image_size, scene=args.scene)
     u = env.unwrapped
 
     obj = ObjectiveConfig()  # the planners' default latent objective
@@ -57,7 +59,7 @@ def main() -> None:
         rows.append([float(cost(wm.encode_image(s)[None, None])) for s in states])  # (1 plan, 1 frame, n, D)
     env.close()
     r = np.asarray(rows)
-    print(f"latent L1 to the goal image, mean over {len(r)} episodes (seeds {args.seed}+):")
+    print(f"scene {args.scene}: latent L1 to the goal image, mean over {len(r)} episodes (seeds {args.seed}+):")
     for name, v in zip(("start", "puck on goal, fingertip at start", "fingertip at goal pose, puck at start"), r.mean(0)):
         print(f"  {name:40s} {v:.4f}")
     print(f"puck-on-goal state is the closer one in {int((r[:, 1] < r[:, 2]).sum())}/{len(r)} episodes")

@@ -60,7 +60,8 @@ def test_plan_eval_config_rejects_unknown_methods_and_keys():
         load_config("plan_eval", ["+cem.samplez=3"])
 
 
-def test_push_cost_landscape_script_scores_rendered_partial_solutions(tiny_wm_run):
+@pytest.mark.parametrize("scene", ["front", "topdown"])
+def test_push_cost_landscape_script_scores_rendered_partial_solutions(tiny_wm_run, scene):
     import re
     import subprocess
     import sys
@@ -68,8 +69,8 @@ def test_push_cost_landscape_script_scores_rendered_partial_solutions(tiny_wm_ru
 
     script = Path(__file__).resolve().parents[2] / "scripts" / "push_cost_landscape.py"
     out = subprocess.run([sys.executable, str(script), "--world-model", str(tiny_wm_run), "--episodes", "2",
-                          "--image-size", "56"], capture_output=True, text=True, timeout=300)
+                          "--image-size", "56", "--scene", scene], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     costs = [float(x) for x in re.findall(r"^\s+\S.*?\s(\d+\.\d+)$", out.stdout, re.M)]
     assert len(costs) == 3 and all(c > 0 for c in costs), out.stdout  # none of them is the goal image itself
-    assert re.search(r"closer one in \d/2 episodes", out.stdout)
+    assert re.search(r"closer one in \d/2 episodes", out.stdout) and f"scene {scene}:" in out.stdout

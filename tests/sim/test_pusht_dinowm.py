@@ -61,3 +61,19 @@ def test_pusht_presets_collect_train_and_plan_with_dino_wm_settings(tmp_path):
         assert row["plans"] == (1 if row["steps"] <= 25 else 2)
         assert np.isfinite(row["final_info"]["goal_block_pos_error"]) and np.isfinite(row["final_distance"])
     assert json.loads((out / "results.json").read_text())["config"]["env"]["adapter"]["goal"] == "envs.pusht:rollout_goal"
+
+    # Which part falls short: scripts/pusht_oracle_rank.py on this world model, with one CEM plan per
+    # episode executed open loop. Replaying the true actions must land exactly on the goal state.
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "pusht_oracle_rank.py"
+    r = subprocess.run([sys.executable, str(script), "--world-model", str(wm_out), "--episodes", "2",
+                        "--candidates", "16", "--cem", "12,3,2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    fractions = [float(x) for x in re.findall(r"fraction of random candidates scored better: (\d\.\d+)", r.stdout)]
+    assert len(fractions) == 2 and all(0 <= f <= 1 for f in fractions), r.stdout
+    m = re.search(r"in (\d)/2 episodes; executed open loop its plans end (\d+\.\d) px .* \(true actions: (\d+\.\d)\)", r.stdout)
+    assert m, r.stdout
+    assert float(m.group(3)) == 0.0 and float(m.group(2)) > 0.0

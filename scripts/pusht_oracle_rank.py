@@ -12,7 +12,8 @@ search is what falls short; if they rank like a random sequence, the world model
 With ``--cem SAMPLES,TOPK,ITERATIONS`` it also runs one CEM plan over the same 5 chunks from the start and
 executes it open loop in the simulator: if CEM's imagined cost is below the true actions' while its real
 outcome is far from the goal, the planner exploits the world model (the model falls short, not the
-search); if CEM's cost stays above the true actions', the search falls short.
+search); if CEM's cost stays above the true actions', the search falls short. One random candidate per
+episode is executed the same way as the baseline.
 """
 from __future__ import annotations
 
@@ -78,22 +79,26 @@ def main() -> None:
         if cem is not None:
             with torch.no_grad():
                 plan = cem.plan(cost, b, None, generator=gen)
-            raw = dyn.to_raw(plan.actions).reshape(-1, acts[0].shape[0]).numpy()  # (25, 2) env actions
-            env.reset(seed=seed)  # the same start and goal (the goal state is set when its image is made)
-            env.get_wrapper_attr("render_goal")()
-            for a in raw:
-                _, _, _, _, info = env.step(a)
-            cem_rows.append((plan.cost < float(c_true), float(info["distance"]), float(info_true["distance"])))
+            ends = []
+            for seq in (plan.actions, u[0]):  # CEM's plan, then a random candidate as the baseline
+                raw = dyn.to_raw(seq).reshape(-1, acts[0].shape[0]).numpy()  # (25, 2) env actions
+                env.reset(seed=seed)  # the same start and goal (the goal state is set when its image is made)
+                env.get_wrapper_attr("render_goal")()
+                for a in raw:
+                    _, _, _, _, info = env.step(a)
+                ends.append(float(info["distance"]))
+            cem_rows.append((plan.cost < float(c_true), ends[0], ends[1], float(info_true["distance"])))
             line += f"; CEM cost {plan.cost:.5f} ({'below' if cem_rows[-1][0] else 'above'} the true actions'), " \
-                    f"executed: agent + T {cem_rows[-1][1]:.1f} px from the goal state"
+                    f"executed: agent + T {ends[0]:.1f} px from the goal state (a random candidate: {ends[1]:.1f})"
         print(line, flush=True)
     env.close()
     print(f"mean fraction of random candidates the world model + objective prefer to the true actions: "
           f"{np.mean(ranks):.2f} (0 = true actions best, 0.5 = no better than random)")
     if cem_rows:
-        below, dist, dist_true = zip(*cem_rows)
+        below, dist, dist_rand, dist_true = zip(*cem_rows)
         print(f"CEM's imagined cost below the true actions' in {sum(below)}/{len(below)} episodes; executed open "
-              f"loop its plans end {np.mean(dist):.1f} px (agent + T) from the goal state (true actions: {np.mean(dist_true):.1f})")
+              f"loop its plans end {np.mean(dist):.1f} px (agent + T) from the goal state (random candidates: "
+              f"{np.mean(dist_rand):.1f}; true actions: {np.mean(dist_true):.1f})")
 
 
 if __name__ == "__main__":

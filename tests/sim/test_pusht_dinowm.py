@@ -74,6 +74,7 @@ def test_pusht_presets_collect_train_and_plan_with_dino_wm_settings(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     fractions = [float(x) for x in re.findall(r"fraction of random candidates scored better: (\d\.\d+)", r.stdout)]
     assert len(fractions) == 2 and all(0 <= f <= 1 for f in fractions), r.stdout
-    m = re.search(r"in (\d)/2 episodes; executed open loop its plans end (\d+\.\d) px .* \(true actions: (\d+\.\d)\)", r.stdout)
+    m = re.search(r"in (\d)/2 episodes; executed open loop its plans end (\d+\.\d) px .*\(random candidates: "
+                  r"(\d+\.\d); true actions: (\d+\.\d)\)", r.stdout)
     assert m, r.stdout
-    assert float(m.group(3)) == 0.0 and float(m.group(2)) > 0.0
+    assert float(m.group(4)) == 0.0 and float(m.group(2)) > 0.0 and float(m.group(3)) > 0.0

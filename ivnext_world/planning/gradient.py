@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch._dynamo  # noqa: F401  torch.optim imports it lazily on the first optimizer; doing that after a
-# MuJoCo EGL context exists segfaults (torch 2.14, MUJOCO_GL=egl), so import it with the planner instead.
 
 from .base import Bounds, CostFn, PlanResult, check_costs, gaussian_noise, initial_mean
 
